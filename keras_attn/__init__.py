@@ -1,0 +1,8 @@
+"""keras_attn: attention and Transformers for Keras 3 on TensorFlow, JAX and PyTorch."""
+
+from keras_attn import layers
+from keras_attn import ops
+
+__version__ = "0.1.0"
+
+__all__ = ["layers", "ops", "__version__"]
