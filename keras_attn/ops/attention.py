@@ -22,6 +22,7 @@ from keras_attn.ops._grouped import merge_query_heads
 from keras_attn.ops._grouped import split_query_heads
 from keras_attn.ops.masks import as_attention_mask
 from keras_attn.ops.masks import causal_mask
+from keras_attn.ops.masks import check_attention_mask
 
 IMPLEMENTATIONS = ("fused", "chunked", "math")
 
@@ -93,8 +94,8 @@ def dot_product_attention(
     )
     _check_shapes(query, key, value)
     if mask is not None:
-        mask = as_attention_mask(mask)
-        _check_mask_shape(mask, query, key)
+        mask = as_attention_mask(mask, _OWNER, "mask")
+        check_attention_mask(mask, _score_shape(query, key), _OWNER, "mask")
     if implementation is not None and implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"{_OWNER}: argument `implementation` must be None or one of "
@@ -261,12 +262,5 @@ def _check_shapes(query, key, value):
         )
 
 
-def _check_mask_shape(mask, query, key):
-    target = (query.shape[0], query.shape[2], query.shape[1], key.shape[1])
-    for got, want in zip(mask.shape, target):
-        if got not in (None, 1) and want is not None and got != want:
-            raise ValueError(
-                f"{_OWNER}: argument `mask` must broadcast to (batch, heads, "
-                f"query_length, key_length) = {target}; received a mask of shape "
-                f"{tuple(mask.shape)}."
-            )
+def _score_shape(query, key):
+    return (query.shape[0], query.shape[2], query.shape[1], key.shape[1])

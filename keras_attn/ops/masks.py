@@ -97,7 +97,7 @@ def combine_masks(*masks):
     return combined
 
 
-def as_attention_mask(mask):
+def as_attention_mask(mask, owner="combine_masks", argument="masks"):
     """Bring a mask of rank 2, 3 or 4 to rank 4 `(B|1, H|1, T|1, S|1)`, boolean."""
     mask = ops.cast(mask, "bool")
     rank = len(mask.shape)
@@ -108,7 +108,23 @@ def as_attention_mask(mask):
     if rank == 4:
         return mask
     raise ValueError(
-        "attention mask must have rank 2 (query_length, key_length), 3 (batch, "
-        "query_length, key_length) or 4 (batch, heads, query_length, "
-        f"key_length); received a tensor of shape {tuple(mask.shape)}."
+        f"{owner}: argument `{argument}` must have rank 2 (query_length, "
+        "key_length), 3 (batch, query_length, key_length) or 4 (batch, heads, "
+        f"query_length, key_length); received a tensor of shape "
+        f"{tuple(mask.shape)}."
     )
+
+
+def check_attention_mask(mask, score_shape, owner, argument):
+    """Raise a ValueError unless rank-4 `mask` broadcasts to `score_shape`.
+
+    `score_shape` is `(batch, heads, query_length, key_length)`; `None` entries
+    (unknown sizes) accept anything.
+    """
+    for got, want in zip(mask.shape, score_shape):
+        if got not in (None, 1) and want is not None and got != want:
+            raise ValueError(
+                f"{owner}: argument `{argument}` must broadcast to (batch, heads, "
+                f"query_length, key_length) = {tuple(score_shape)}; received a "
+                f"mask of shape {tuple(mask.shape)}."
+            )

@@ -1,0 +1,384 @@
+"""Multi-head attention with grouped-query heads, rotary positions and a KV cache."""
+
+import keras
+from keras import ops
+
+from keras_attn import _checks
+from keras_attn.ops.attention import dot_product_attention
+from keras_attn.ops.masks import as_attention_mask
+from keras_attn.ops.masks import causal_mask
+from keras_attn.ops.masks import check_attention_mask
+from keras_attn.ops.masks import combine_masks
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head attention, `concat(head_1, ..., head_h) W^O`.
+
+    Each head computes `softmax(Q_i K_iᵀ / sqrt(key_dim)) V_i` through
+    `keras_attn.ops.dot_product_attention`, which picks the backend's fused kernel,
+    a chunked path whose memory is linear in the sequence length, or the plain
+    math path. Sequences are `(batch, length, features)`.
+
+    The weights have the layout of `keras.layers.MultiHeadAttention` (sublayers
+    `query`, `key`, `value`, `attention_output`, in that order), so
+    `ours.set_weights(keras_mha.get_weights())` gives the same outputs. With
+    `num_key_value_heads` it is grouped-query attention, laid out like
+    `keras.layers.GroupedQueryAttention`'s projections.
+
+    Keras masks of `query`, `value` and `key` (e.g. from an `Embedding` with
+    `mask_zero=True`) are used automatically, and the query's mask is passed on to
+    the output.
+
+    Args:
+        num_heads: number of query heads.
+        key_dim: size of each query and key head.
+        value_dim: size of each value head; defaults to `key_dim`.
+        num_key_value_heads: number of key/value heads; must divide `num_heads`.
+            `None` gives one per query head, 1 gives multi-query attention.
+        dropout: dropout rate on the attention weights.
+        use_bias: whether the projections have biases.
+        output_shape: size of the output features; defaults to the query's.
+        rotary_embedding: optional `keras_attn.layers.RotaryEmbedding` applied
+            to the projected queries and keys.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        kernel_regularizer: regularizer of the projection kernels.
+        bias_regularizer: regularizer of the projection biases.
+        kernel_constraint: constraint of the projection kernels.
+        bias_constraint: constraint of the projection biases.
+        seed: seed of the attention dropout.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: `(B, T, query_features)`.
+        value: `(B, S, value_features)`.
+        key: optional `(B, S, key_features)`; defaults to `value`.
+        attention_mask: optional boolean mask, True where a query may attend a
+            key, broadcastable to `(B, num_heads, T, S)` (rank 2, 3 or 4).
+        use_causal_mask: whether query `i` may only attend keys `j <= i` (with a
+            cache: keys up to its position `cache_update_index + i`).
+        return_attention_scores: also return the weights `(B, num_heads, T, S)`.
+        training: whether dropout is active.
+        cache: optional key/value cache `(B, 2, S_max, num_key_value_heads,
+            key_dim)` (see `initialize_cache` and `precompute_cache`).
+        cache_update_index: with `cache`, the position where the keys and values
+            of this call's `key`/`value` are written before attending over the
+            whole cache. Without it, the cache is used as it is (cross-attention
+            over precomputed encoder keys and values).
+        query_mask, value_mask, key_mask: Keras masks `(B, T)` / `(B, S)`,
+            filled in by Keras from the inputs; ignored when `cache` is given.
+
+    Returns:
+        The output `(B, T, output_shape)`; then the scores if requested; then
+        the updated cache if `cache` was given.
+
+    Example:
+    ```python
+    x = keras.Input((None, 64))
+    y = keras_attn.layers.MultiHeadAttention(num_heads=4, key_dim=16)(
+        x, x, use_causal_mask=True
+    )
+    model = keras.Model(x, y)
+    ```
+
+    References:
+        - Vaswani et al., "Attention Is All You Need", 2017.
+        - Ainslie et al., "GQA: Training Generalized Multi-Query Transformer
+          Models from Multi-Head Checkpoints", 2023.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        rotary_embedding=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = _checks.owner_name(self)
+        self.num_heads = _checks.check_positive_int(owner, "num_heads", num_heads)
+        self.key_dim = _checks.check_positive_int(owner, "key_dim", key_dim)
+        self.value_dim = _checks.check_positive_int(
+            owner, "value_dim", value_dim, allow_none=True
+        )
+        self.num_key_value_heads = _checks.check_positive_int(
+            owner, "num_key_value_heads", num_key_value_heads, allow_none=True
+        )
+        _checks.check_divisible(
+            owner, "num_heads", num_heads, self.num_key_value_heads,
+            "num_key_value_heads",
+        )
+        self.dropout = _checks.check_rate(owner, "dropout", dropout)
+        self.use_bias = bool(use_bias)
+        self.output_shape_ = _output_features(owner, output_shape)
+        if rotary_embedding is not None and not isinstance(
+            rotary_embedding, keras.layers.Layer
+        ):
+            rotary_embedding = keras.saving.deserialize_keras_object(rotary_embedding)
+        self.rotary_embedding = rotary_embedding
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    @property
+    def kv_heads(self):
+        return self.num_key_value_heads or self.num_heads
+
+    @property
+    def head_value_dim(self):
+        return self.value_dim or self.key_dim
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        key_shape = value_shape if key_shape is None else key_shape
+        owner = _checks.owner_name(self)
+        for name, shape in (("query", query_shape), ("value", value_shape),
+                            ("key", key_shape)):
+            _checks.check_rank(owner, name, shape, 3)
+        self.query = self._projection("query", self.num_heads, self.key_dim)
+        self.query.build(query_shape)
+        self.key = self._projection("key", self.kv_heads, self.key_dim)
+        self.key.build(key_shape)
+        self.value = self._projection("value", self.kv_heads, self.head_value_dim)
+        self.value.build(value_shape)
+        output_features = self.output_shape_ or query_shape[-1]
+        self.attention_output = keras.layers.EinsumDense(
+            "btnh,nhd->btd",
+            output_shape=(None, output_features),
+            bias_axes="d" if self.use_bias else None,
+            name="attention_output",
+            **self._sublayer_arguments(),
+        )
+        self.attention_output.build(
+            (query_shape[0], query_shape[1], self.num_heads, self.head_value_dim)
+        )
+        if self.rotary_embedding is not None:
+            self.rotary_embedding.build(
+                (query_shape[0], query_shape[1], self.num_heads, self.key_dim)
+            )
+
+    def _projection(self, name, heads, head_dim):
+        return keras.layers.EinsumDense(
+            "btd,dnh->btnh",
+            output_shape=(None, heads, head_dim),
+            bias_axes="nh" if self.use_bias else None,
+            name=name,
+            **self._sublayer_arguments(),
+        )
+
+    def _sublayer_arguments(self):
+        # Initializers are cloned so that sublayers never share a random state.
+        return dict(
+            kernel_initializer=self.kernel_initializer.clone(),
+            bias_initializer=self.bias_initializer.clone(),
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+            dtype=self.dtype_policy,
+        )
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        cache=None,
+        cache_update_index=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+    ):
+        key = value if key is None else key
+        q = self.query(query)  # (B, T, H, Dk)
+        start = 0 if cache_update_index is None else cache_update_index
+        if cache is not None and cache_update_index is None:
+            k, v = cache[:, 0], cache[:, 1]  # precomputed (B, S, Hkv, Dk)
+        else:
+            k, v = self.key(key), self.value(value)  # (B, S, Hkv, Dk|Dv)
+            if self.rotary_embedding is not None:
+                k = self.rotary_embedding(k, start_index=start)
+            if cache is not None:
+                cache = self._update_cache(cache, k, v, cache_update_index)
+                k, v = cache[:, 0], cache[:, 1]
+        if self.rotary_embedding is not None:
+            q = self.rotary_embedding(q, start_index=start)
+
+        mask = self._attention_mask(
+            q, k, attention_mask, use_causal_mask, cache, cache_update_index,
+            query_mask, value_mask, key_mask, key is value,
+        )
+        attended = dot_product_attention(
+            q, k, v,
+            mask=mask,
+            dropout_rate=self.dropout,
+            training=training,
+            return_attention_scores=return_attention_scores,
+            seed=self.seed_generator,
+        )
+        if return_attention_scores:
+            attended, scores = attended
+        output = self.attention_output(attended)  # (B, T, F)
+        outputs = (output,)
+        if return_attention_scores:
+            outputs += (scores,)
+        if cache is not None:
+            outputs += (cache,)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _attention_mask(
+        self, q, k, attention_mask, use_causal_mask, cache, cache_update_index,
+        query_mask, value_mask, key_mask, key_is_value,
+    ):
+        """Every mask of the call as one (B|1, H|1, T|1, S|1) boolean mask."""
+        owner = _checks.owner_name(self)
+        query_length, key_length = ops.shape(q)[1], ops.shape(k)[1]
+        masks = []
+        if attention_mask is not None:
+            attention_mask = as_attention_mask(attention_mask, owner, "attention_mask")
+            score_shape = (q.shape[0], self.num_heads, q.shape[1], k.shape[1])
+            check_attention_mask(attention_mask, score_shape, owner, "attention_mask")
+            masks.append(attention_mask)
+        if cache is None:
+            if query_mask is not None:
+                masks.append(ops.cast(query_mask, "bool")[:, None, :, None])
+            if value_mask is not None:
+                masks.append(ops.cast(value_mask, "bool")[:, None, None, :])
+            if key_mask is not None and not key_is_value:
+                masks.append(ops.cast(key_mask, "bool")[:, None, None, :])
+        offset = 0 if cache_update_index is None else cache_update_index
+        if use_causal_mask:
+            masks.append(causal_mask(query_length, key_length, offset))
+        elif cache is not None and cache_update_index is not None:
+            # Slots after the ones written so far hold no keys yet.
+            written = ops.arange(key_length) < offset + query_length
+            masks.append(written[None, :])
+        return combine_masks(*masks)
+
+    def _update_cache(self, cache, k, v, cache_update_index):
+        if self.head_value_dim != self.key_dim:
+            raise ValueError(
+                f"{_checks.owner_name(self)}: argument `cache` needs value_dim "
+                f"equal to key_dim; received value_dim={self.value_dim} and "
+                f"key_dim={self.key_dim}."
+            )
+        start = [0, 0, cache_update_index, 0, 0]
+        return ops.slice_update(cache, start, ops.stack([k, v], axis=1))
+
+    def initialize_cache(self, batch_size, max_length, dtype=None):
+        """An empty key/value cache `(batch, 2, max_length, kv_heads, key_dim)`."""
+        return ops.zeros(
+            (batch_size, 2, max_length, self.kv_heads, self.key_dim),
+            dtype=dtype or self.compute_dtype,
+        )
+
+    def precompute_cache(self, value, key=None):
+        """Project `key`/`value` once, e.g. the encoder output for cross-attention.
+
+        Pass the result as `cache` (with `cache_update_index=None`) in later calls.
+        """
+        key = value if key is None else key
+        k, v = self.key(key), self.value(value)
+        if self.rotary_embedding is not None:
+            k = self.rotary_embedding(k)
+        return ops.stack([k, v], axis=1)  # (B, 2, S, Hkv, Dk)
+
+    def compute_output_spec(
+        self,
+        query,
+        value,
+        key=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        cache=None,
+        cache_update_index=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+    ):
+        output_features = self.output_shape_ or query.shape[-1]
+        batch, query_length = query.shape[0], query.shape[1]
+        key_length = cache.shape[2] if cache is not None else value.shape[1]
+        outputs = (
+            keras.KerasTensor(
+                (batch, query_length, output_features), dtype=self.compute_dtype
+            ),
+        )
+        if return_attention_scores:
+            outputs += (
+                keras.KerasTensor(
+                    (batch, self.num_heads, query_length, key_length),
+                    dtype=self.compute_dtype,
+                ),
+            )
+        if cache is not None:
+            outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "value_dim": self.value_dim,
+                "num_key_value_heads": self.num_key_value_heads,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "output_shape": self.output_shape_,
+                "rotary_embedding": (
+                    None
+                    if self.rotary_embedding is None
+                    else keras.saving.serialize_keras_object(self.rotary_embedding)
+                ),
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def _output_features(owner, output_shape):
+    """`output_shape` as an int (or None); a 1-tuple is accepted like Keras does."""
+    if isinstance(output_shape, (tuple, list)) and len(output_shape) == 1:
+        output_shape = output_shape[0]
+    return _checks.check_positive_int(owner, "output_shape", output_shape, allow_none=True)

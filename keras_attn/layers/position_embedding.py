@@ -1,0 +1,108 @@
+"""Learned absolute position embedding (BERT, GPT-2)."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_attn._checks import check_positive_int
+from keras_attn._checks import check_rank
+from keras_attn._checks import fail
+from keras_attn._checks import owner_name
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class PositionEmbedding(keras.layers.Layer):
+    """A learned vector per position, up to a fixed sequence length.
+
+    The layer owns a table `embeddings` of shape `(sequence_length, dim)`, where
+    `dim` is the feature size of the inputs it is built for, and returns rows
+    `start_index .. start_index + length - 1`, broadcast over the batch; add them
+    to the inputs yourself. The Keras mask of the inputs passes through.
+
+    Args:
+        sequence_length: int. The longest sequence the table covers.
+        initializer: initializer of the table. Defaults to `"glorot_uniform"`.
+        **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: tensor of shape `(batch, length, dim)`. Only its shape is used.
+        start_index: int or scalar integer tensor. The position of the first step
+            (the cache index in incremental decoding). Defaults to `0`. A Python
+            int is checked against `sequence_length`; a tensor cannot be, and an
+            out-of-range tensor is clamped or fails depending on the backend.
+
+    Returns:
+        Tensor of shape `(batch, length, dim)` in the compute dtype.
+
+    Example:
+
+    ```python
+    tokens = keras.layers.Embedding(1000, 64)(keras.Input((128,), dtype="int32"))
+    x = tokens + PositionEmbedding(sequence_length=512)(tokens)
+    ```
+
+    References:
+     - [Devlin et al., 2019](https://arxiv.org/abs/1810.04805)
+    """
+
+    def __init__(self, sequence_length, initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.sequence_length = check_positive_int(
+            owner_name(self), "sequence_length", sequence_length
+        )
+        self.initializer = keras.initializers.get(initializer)
+        self.supports_masking = True
+
+    def _check_shape(self, shape, start_index=0):
+        check_rank(owner_name(self), "inputs", shape, 3)
+        static_start = isinstance(start_index, numbers.Integral)
+        if static_start and start_index < 0:
+            fail(owner_name(self), "start_index", start_index, "non-negative")
+        length = shape[1]
+        offset = start_index if static_start else 0
+        if length is not None and offset + length > self.sequence_length:
+            raise ValueError(
+                f"{owner_name(self)}: argument `inputs` must fit in "
+                f"`sequence_length`={self.sequence_length} positions from "
+                f"`start_index`={offset}; received a sequence of length {length} "
+                f"(inputs of shape {tuple(shape)}), which ends at position "
+                f"{offset + length - 1}."
+            )
+
+    def build(self, input_shape):
+        self._check_shape(input_shape)
+        dim = input_shape[-1]
+        if dim is None:
+            fail(owner_name(self), "inputs", input_shape, "a static feature size")
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.sequence_length, dim),
+            initializer=self.initializer,
+        )
+
+    def call(self, inputs, start_index=0):
+        self._check_shape(inputs.shape, start_index)
+        batch, length, dim = ops.shape(inputs)
+        rows = ops.slice(
+            ops.convert_to_tensor(self.embeddings), (start_index, 0), (length, dim)
+        )  # (T, D)
+        rows = ops.cast(rows[None], self.compute_dtype)  # (1, T, D)
+        return ops.broadcast_to(rows, (batch, length, dim))  # (B, T, D)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        self._check_shape(input_shape)
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sequence_length": self.sequence_length,
+                "initializer": keras.initializers.serialize(self.initializer),
+            }
+        )
+        return config

@@ -1,0 +1,88 @@
+"""Fixed sinusoidal position encoding ("Attention Is All You Need")."""
+
+import keras
+from keras import ops
+
+from keras_attn._checks import check_divisible
+from keras_attn._checks import check_positive_float
+from keras_attn._checks import check_rank
+from keras_attn._checks import owner_name
+from keras_attn.layers._sinusoids import sinusoid_angles
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class SinusoidalPositionEmbedding(keras.layers.Layer):
+    """Fixed sinusoidal position encoding with interleaved sine and cosine.
+
+    `PE(pos, 2i) = sin(pos * w_i)` and `PE(pos, 2i + 1) = cos(pos * w_i)` with
+    `w_i = max_wavelength ** (-2i / D)`. Each feature pair is a point on a circle
+    that turns by `k * w_i` when the position moves by `k`, so a fixed linear map
+    takes the encoding of `pos` to that of `pos + k`. Angles are computed in float32
+    whatever the dtype policy and only the result is cast to the compute dtype, so
+    `mixed_bfloat16` costs one rounding of values in [-1, 1] at any length. There is
+    no table: any sequence length works, including a dynamic one.
+
+    The layer returns the encoding only, broadcast over the batch; add it to the
+    inputs yourself. The Keras mask of the inputs passes through.
+
+    Args:
+        max_wavelength: float. The longest wavelength of the sinusoids. Defaults to
+            `10000`.
+        **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: tensor of shape `(batch, length, dim)`, `dim` even. Only its shape
+            is used.
+        start_index: int or scalar integer tensor. The position of the first step
+            (the cache index in incremental decoding). Defaults to `0`.
+
+    Returns:
+        Tensor of shape `(batch, length, dim)` in the compute dtype.
+
+    Example:
+
+    ```python
+    tokens = keras.layers.Embedding(1000, 64)(keras.Input((None,), dtype="int32"))
+    x = tokens + SinusoidalPositionEmbedding()(tokens)
+    ```
+
+    References:
+     - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
+    """
+
+    def __init__(self, max_wavelength=10000, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = check_positive_float(
+            owner_name(self), "max_wavelength", max_wavelength
+        )
+        self.supports_masking = True
+        self.built = True
+
+    def _check_shape(self, shape):
+        check_rank(owner_name(self), "inputs", shape, 3)
+        check_divisible(owner_name(self), "inputs.shape[-1]", shape[-1], 2, "two")
+
+    def call(self, inputs, start_index=0):
+        self._check_shape(inputs.shape)
+        batch, length, dim = ops.shape(inputs)
+        positions = ops.arange(length, dtype="float32") + ops.cast(
+            start_index, "float32"
+        )  # (T,)
+        angles = sinusoid_angles(positions, dim, self.max_wavelength)  # (T, D/2)
+        # Interleave: (T, D/2, 2) -> (T, D) puts sin at 2i and cos at 2i + 1.
+        encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)
+        encoding = ops.reshape(encoding, (1, length, dim))  # (1, T, D)
+        encoding = ops.cast(encoding, self.compute_dtype)
+        return ops.broadcast_to(encoding, (batch, length, dim))  # (B, T, D)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        self._check_shape(input_shape)
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"max_wavelength": self.max_wavelength})
+        return config
