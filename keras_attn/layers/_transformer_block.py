@@ -1,0 +1,168 @@
+"""What the Transformer encoder and decoder share: arguments, sublayers, residuals.
+
+Each sub-block is `x + dropout(f(norm(x)))` (pre-LN, `normalize_first=True`) or
+`norm(x + dropout(f(x)))` (post-LN, the original paper). Sublayer names and their
+build order follow keras-hub, so weights copy across with `set_weights`.
+"""
+
+import keras
+from keras.src.backend import get_keras_mask
+
+from keras_attn import _checks
+from keras_attn.layers.multi_head_attention import MultiHeadAttention
+
+
+class TransformerBlock(keras.layers.Layer):
+    """Base of `TransformerEncoder` and `TransformerDecoder` (not used directly)."""
+
+    def __init__(
+        self,
+        intermediate_dim,
+        num_heads,
+        dropout=0.0,
+        attention_dropout=None,
+        activation="relu",
+        layer_norm_epsilon=1e-5,
+        normalize_first=False,
+        num_key_value_heads=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        owner = _checks.owner_name(self)
+        self.intermediate_dim = _checks.check_positive_int(
+            owner, "intermediate_dim", intermediate_dim
+        )
+        self.num_heads = _checks.check_positive_int(owner, "num_heads", num_heads)
+        self.num_key_value_heads = _checks.check_positive_int(
+            owner, "num_key_value_heads", num_key_value_heads, allow_none=True
+        )
+        _checks.check_divisible(
+            owner, "num_heads", num_heads, self.num_key_value_heads,
+            "num_key_value_heads",
+        )
+        self.dropout = _checks.check_rate(owner, "dropout", dropout)
+        self.attention_dropout = (
+            self.dropout
+            if attention_dropout is None
+            else _checks.check_rate(owner, "attention_dropout", attention_dropout)
+        )
+        self.activation = keras.activations.get(activation)
+        self.layer_norm_epsilon = _checks.check_positive_float(
+            owner, "layer_norm_epsilon", layer_norm_epsilon
+        )
+        self.normalize_first = bool(normalize_first)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def _check_hidden_dim(self, sequence_shape, argument):
+        owner = _checks.owner_name(self)
+        _checks.check_rank(owner, argument, sequence_shape, 3)
+        hidden_dim = sequence_shape[-1]
+        if hidden_dim is None:
+            _checks.fail(owner, argument, sequence_shape, "a known feature size")
+        if hidden_dim % self.num_heads != 0:
+            raise ValueError(
+                f"{owner}: argument `num_heads` must divide the hidden size "
+                f"{hidden_dim} of `{argument}`; received {self.num_heads}."
+            )
+        return hidden_dim
+
+    def _build_attention(self, name, query_shape, value_shape):
+        hidden_dim = query_shape[-1]
+        attention = MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=hidden_dim // self.num_heads,
+            num_key_value_heads=self.num_key_value_heads,
+            dropout=self.attention_dropout,
+            kernel_initializer=self.kernel_initializer.clone(),
+            bias_initializer=self.bias_initializer.clone(),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        attention.build(query_shape, value_shape)
+        return attention
+
+    def _build_norm(self, name, shape):
+        norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
+        )
+        norm.build(shape)
+        return norm
+
+    def _build_feedforward(self, shape):
+        """Norm and the two dense layers of the position-wise feed-forward block."""
+        hidden_dim = shape[-1]
+        self.feedforward_layer_norm = self._build_norm("feedforward_layer_norm", shape)
+        self.feedforward_intermediate_dense = self._dense(
+            self.intermediate_dim, "feedforward_intermediate_dense", self.activation
+        )
+        self.feedforward_intermediate_dense.build(shape)
+        self.feedforward_output_dense = self._dense(
+            hidden_dim, "feedforward_output_dense"
+        )
+        self.feedforward_output_dense.build(tuple(shape[:-1]) + (self.intermediate_dim,))
+        self.residual_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="residual_dropout"
+        )
+
+    def _dense(self, units, name, activation=None):
+        return keras.layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=self.kernel_initializer.clone(),
+            bias_initializer=self.bias_initializer.clone(),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _residual(self, x, norm, sublayer, training):
+        """One sub-block; `sublayer(x)` returns the new features (and extras)."""
+        residual = x
+        if self.normalize_first:
+            x = norm(x)
+        x, *extras = _as_tuple(sublayer(x))
+        x = self.residual_dropout(x, training=training) + residual
+        if not self.normalize_first:
+            x = norm(x)
+        return (x, *extras)
+
+    def _feedforward(self, x, training):
+        def feedforward(x):
+            return self.feedforward_output_dense(self.feedforward_intermediate_dense(x))
+
+        (x,) = self._residual(x, self.feedforward_layer_norm, feedforward, training)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "activation": keras.activations.serialize(self.activation),
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "normalize_first": self.normalize_first,
+                "num_key_value_heads": self.num_key_value_heads,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config
+
+
+def keras_mask(x):
+    """The Keras mask attached to `x` (e.g. by `Embedding(mask_zero=True)`)."""
+    return get_keras_mask(x)
+
+
+def _as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)

@@ -1,0 +1,114 @@
+"""The Transformer encoder block: self-attention then a feed-forward network."""
+
+import keras
+
+from keras_attn.layers._transformer_block import TransformerBlock
+from keras_attn.layers._transformer_block import keras_mask
+from keras_attn.ops.masks import combine_masks
+from keras_attn.ops.masks import padding_mask_to_attention_mask
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class TransformerEncoder(TransformerBlock):
+    """One encoder block of "Attention Is All You Need".
+
+    Self-attention and a position-wise feed-forward network, each wrapped in a
+    residual connection with layer normalisation, after (post-LN, as in the
+    paper) or before (pre-LN, `normalize_first=True`, as in ViT) the sub-block.
+    Arguments and sublayer names follow `keras_hub.layers.TransformerEncoder`.
+
+    Args:
+        intermediate_dim: hidden size of the feed-forward network.
+        num_heads: number of attention heads; must divide the input features.
+        dropout: dropout rate on each sub-block's output (and on the attention
+            weights unless `attention_dropout` is given).
+        attention_dropout: dropout rate on the attention weights; defaults to
+            `dropout`.
+        activation: activation of the feed-forward network.
+        layer_norm_epsilon: epsilon of the layer normalisations.
+        normalize_first: pre-LN if True, post-LN if False.
+        num_key_value_heads: key/value heads for grouped-query attention.
+        kernel_initializer: initializer of the dense kernels.
+        bias_initializer: initializer of the dense biases.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(B, T, hidden_dim)`.
+        padding_mask: optional `(B, T)`, True for real tokens; defaults to the
+            Keras mask of `inputs`.
+        attention_mask: optional boolean mask broadcastable to `(B, T, T)`.
+        return_attention_scores: also return the weights `(B, num_heads, T, T)`.
+        training: whether dropout is active.
+
+    Returns:
+        `(B, T, hidden_dim)`, and the scores if requested.
+
+    Example:
+    ```python
+    tokens = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
+    x = keras_attn.layers.TransformerEncoder(intermediate_dim=128, num_heads=4)(x)
+    model = keras.Model(tokens, x)
+    ```
+
+    References:
+        - Vaswani et al., "Attention Is All You Need", 2017.
+        - Xiong et al., "On Layer Normalization in the Transformer
+          Architecture", 2020.
+    """
+
+    def build(self, inputs_shape):
+        self._check_hidden_dim(inputs_shape, "inputs")
+        self.self_attention = self._build_attention(
+            "self_attention", inputs_shape, inputs_shape
+        )
+        self.self_attention_layer_norm = self._build_norm(
+            "self_attention_layer_norm", inputs_shape
+        )
+        self._build_feedforward(inputs_shape)
+
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        if padding_mask is None:
+            padding_mask = keras_mask(inputs)
+        mask = combine_masks(
+            None if padding_mask is None else padding_mask_to_attention_mask(padding_mask),
+            attention_mask,
+        )
+
+        def attend(x):
+            return self.self_attention(
+                x, x,
+                attention_mask=mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+            )
+
+        x, *scores = self._residual(
+            inputs, self.self_attention_layer_norm, attend, training
+        )
+        x = self._feedforward(x, training)
+        return (x, scores[0]) if return_attention_scores else x
+
+    def compute_output_spec(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        batch, length = inputs.shape[0], inputs.shape[1]
+        scores = keras.KerasTensor(
+            (batch, self.num_heads, length, length), dtype=self.compute_dtype
+        )
+        return output, scores
