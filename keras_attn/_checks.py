@@ -22,11 +22,7 @@ def fail(owner, argument, value, expected):
 def check_positive_int(owner, argument, value, allow_none=False):
     if value is None and allow_none:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value <= 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         expected = "a positive integer" + (" or None" if allow_none else "")
         fail(owner, argument, value, expected)
     return int(value)
@@ -44,11 +40,7 @@ def check_rate(owner, argument, value):
 
 
 def check_positive_float(owner, argument, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not value > 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         fail(owner, argument, value, "a positive number")
     return float(value)
 

@@ -50,9 +50,7 @@ def _inputs():
     return {"images": images, "source": source, "target": target}
 
 
-@pytest.mark.parametrize(
-    "other", [b for b in BACKENDS if b != keras.backend.backend()]
-)
+@pytest.mark.parametrize("other", [b for b in BACKENDS if b != keras.backend.backend()])
 def test_keras_file_loads_on_other_backend_with_same_outputs(tmp_path, other):
     model = _every_layer_model()
     inputs = _inputs()
@@ -62,10 +60,18 @@ def test_keras_file_loads_on_other_backend_with_same_outputs(tmp_path, other):
 
     env = dict(os.environ, KERAS_BACKEND=other, TF_CPP_MIN_LOG_LEVEL="3")
     subprocess.run(
-        [sys.executable, "-m", "tests.cross_backend_predict",
-         str(tmp_path / "model.keras"), str(tmp_path / "inputs.npz"),
-         str(tmp_path / "outputs.npz")],
-        check=True, cwd=ROOT, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tests.cross_backend_predict",
+            str(tmp_path / "model.keras"),
+            str(tmp_path / "inputs.npz"),
+            str(tmp_path / "outputs.npz"),
+        ],
+        check=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
     actual = np.load(tmp_path / "outputs.npz")["output"]
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-5)

@@ -39,7 +39,10 @@ class TransformerBlock(keras.layers.Layer):
             owner, "num_key_value_heads", num_key_value_heads, allow_none=True
         )
         _checks.check_divisible(
-            owner, "num_heads", num_heads, self.num_key_value_heads,
+            owner,
+            "num_heads",
+            num_heads,
+            self.num_key_value_heads,
             "num_key_value_heads",
         )
         self.dropout = _checks.check_rate(owner, "dropout", dropout)
@@ -103,7 +106,9 @@ class TransformerBlock(keras.layers.Layer):
         self.feedforward_output_dense = self._dense(
             hidden_dim, "feedforward_output_dense"
         )
-        self.feedforward_output_dense.build(tuple(shape[:-1]) + (self.intermediate_dim,))
+        self.feedforward_output_dense.build(
+            tuple(shape[:-1]) + (self.intermediate_dim,)
+        )
         self.residual_dropout = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="residual_dropout"
         )
@@ -151,9 +156,7 @@ class TransformerBlock(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }
         )
         return config

@@ -118,7 +118,10 @@ class MultiHeadAttention(keras.layers.Layer):
             owner, "num_key_value_heads", num_key_value_heads, allow_none=True
         )
         _checks.check_divisible(
-            owner, "num_heads", num_heads, self.num_key_value_heads,
+            owner,
+            "num_heads",
+            num_heads,
+            self.num_key_value_heads,
             "num_key_value_heads",
         )
         self.dropout = _checks.check_rate(owner, "dropout", dropout)
@@ -150,8 +153,11 @@ class MultiHeadAttention(keras.layers.Layer):
     def build(self, query_shape, value_shape, key_shape=None):
         key_shape = value_shape if key_shape is None else key_shape
         owner = _checks.owner_name(self)
-        for name, shape in (("query", query_shape), ("value", value_shape),
-                            ("key", key_shape)):
+        for name, shape in (
+            ("query", query_shape),
+            ("value", value_shape),
+            ("key", key_shape),
+        ):
             _checks.check_rank(owner, name, shape, 3)
         self.query = self._projection("query", self.num_heads, self.key_dim)
         self.query.build(query_shape)
@@ -227,11 +233,21 @@ class MultiHeadAttention(keras.layers.Layer):
             q = self.rotary_embedding(q, start_index=start)
 
         mask = self._attention_mask(
-            q, k, attention_mask, use_causal_mask, cache, cache_update_index,
-            query_mask, value_mask, key_mask, key is value,
+            q,
+            k,
+            attention_mask,
+            use_causal_mask,
+            cache,
+            cache_update_index,
+            query_mask,
+            value_mask,
+            key_mask,
+            key is value,
         )
         attended = dot_product_attention(
-            q, k, v,
+            q,
+            k,
+            v,
             mask=mask,
             dropout_rate=self.dropout,
             training=training,
@@ -249,8 +265,17 @@ class MultiHeadAttention(keras.layers.Layer):
         return outputs[0] if len(outputs) == 1 else outputs
 
     def _attention_mask(
-        self, q, k, attention_mask, use_causal_mask, cache, cache_update_index,
-        query_mask, value_mask, key_mask, key_is_value,
+        self,
+        q,
+        k,
+        attention_mask,
+        use_causal_mask,
+        cache,
+        cache_update_index,
+        query_mask,
+        value_mask,
+        key_mask,
+        key_is_value,
     ):
         """Every mask of the call as one (B|1, H|1, T|1, S|1) boolean mask."""
         owner = _checks.owner_name(self)
@@ -358,15 +383,11 @@ class MultiHeadAttention(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(
                     self.kernel_regularizer
                 ),
-                "bias_regularizer": keras.regularizers.serialize(
-                    self.bias_regularizer
-                ),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": keras.constraints.serialize(
                     self.kernel_constraint
                 ),
@@ -381,4 +402,6 @@ def _output_features(owner, output_shape):
     """`output_shape` as an int (or None); a 1-tuple is accepted like Keras does."""
     if isinstance(output_shape, (tuple, list)) and len(output_shape) == 1:
         output_shape = output_shape[0]
-    return _checks.check_positive_int(owner, "output_shape", output_shape, allow_none=True)
+    return _checks.check_positive_int(
+        owner, "output_shape", output_shape, allow_none=True
+    )

@@ -1,4 +1,4 @@
-"""The Transformer decoder block: causal self-attention, cross-attention, feed-forward."""
+"""The Transformer decoder block: causal self-, cross-attention, feed-forward."""
 
 import keras
 from keras import ops
@@ -134,7 +134,8 @@ class TransformerDecoder(TransformerBlock):
 
         def self_attend(x):
             return self.self_attention(
-                x, x,
+                x,
+                x,
                 attention_mask=_merge(decoder_padding_mask, decoder_attention_mask),
                 use_causal_mask=use_causal_mask,
                 return_attention_scores=return_attention_scores,
@@ -160,7 +161,8 @@ class TransformerDecoder(TransformerBlock):
 
             def cross_attend(x):
                 return self.cross_attention(
-                    x, encoder_sequence if encoder_sequence is not None else x,
+                    x,
+                    encoder_sequence if encoder_sequence is not None else x,
                     attention_mask=_merge(encoder_padding_mask, encoder_attention_mask),
                     return_attention_scores=return_attention_scores,
                     training=training,
@@ -212,14 +214,24 @@ class TransformerDecoder(TransformerBlock):
             )
             outputs += (self._scores_spec(batch, length, key_length),)
             if cross_attention_cache is not None:
-                outputs += (self._scores_spec(batch, length, cross_attention_cache.shape[2]),)
+                outputs += (
+                    self._scores_spec(batch, length, cross_attention_cache.shape[2]),
+                )
             elif encoder_sequence is not None:
-                outputs += (self._scores_spec(batch, length, encoder_sequence.shape[1]),)
+                outputs += (
+                    self._scores_spec(batch, length, encoder_sequence.shape[1]),
+                )
         if self_attention_cache is not None:
-            outputs += (keras.KerasTensor(self_attention_cache.shape, self_attention_cache.dtype),)
+            outputs += (
+                keras.KerasTensor(
+                    self_attention_cache.shape, self_attention_cache.dtype
+                ),
+            )
             if cross_attention_cache is not None:
                 outputs += (
-                    keras.KerasTensor(cross_attention_cache.shape, cross_attention_cache.dtype),
+                    keras.KerasTensor(
+                        cross_attention_cache.shape, cross_attention_cache.dtype
+                    ),
                 )
         return outputs[0] if len(outputs) == 1 else outputs
 

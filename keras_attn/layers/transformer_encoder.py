@@ -78,13 +78,16 @@ class TransformerEncoder(TransformerBlock):
         if padding_mask is None:
             padding_mask = keras_mask(inputs)
         mask = combine_masks(
-            None if padding_mask is None else padding_mask_to_attention_mask(padding_mask),
+            None
+            if padding_mask is None
+            else padding_mask_to_attention_mask(padding_mask),
             attention_mask,
         )
 
         def attend(x):
             return self.self_attention(
-                x, x,
+                x,
+                x,
                 attention_mask=mask,
                 return_attention_scores=return_attention_scores,
                 training=training,

@@ -1,8 +1,8 @@
 """Chunked attention: online softmax over key blocks, memory linear in length.
 
-The forward pass visits (query block, key block) pairs and keeps, per query row, the
-running maximum `m`, normaliser `l` and weighted sum (Milakov & Gimelshein, 2018; Dao
-et al., 2022). It stores only the output and the row log-sum-exp. The backward pass
+The forward pass visits (query block, key block) pairs and keeps, per query row,
+the running maximum `m`, normaliser `denom` and weighted sum (Milakov & Gimelshein,
+2018; Dao et al., 2022). It stores only the output and the row log-sum-exp. The backward pass
 recomputes each block's probabilities from the log-sum-exp instead of keeping the
 (T, S) matrix, in two sweeps: one over query blocks for dQ, one over key blocks for
 dK and dV, so that every accumulator stays local to its loop.
@@ -89,8 +89,13 @@ class _BlockMask:
         b, mask = self.blocks, self.mask
         mask_shape = ops.shape(mask)
         query_axis_full, key_axis_full = mask.shape[3] != 1, mask.shape[4] != 1
-        start = [0, 0, 0, i * b.query_block if query_axis_full else 0,
-                 j * b.key_block if key_axis_full else 0]
+        start = [
+            0,
+            0,
+            0,
+            i * b.query_block if query_axis_full else 0,
+            j * b.key_block if key_axis_full else 0,
+        ]
         size = list(mask_shape[:3]) + [
             b.query_block if query_axis_full else 1,
             b.key_block if key_axis_full else 1,
@@ -125,26 +130,26 @@ def _forward(q, k, v, block_mask):
         q_i = _block(q, i, bq)  # (B, bq, Hkv, G, D)
 
         def key_block(j, state):
-            m, l, acc = state
+            m, denom, acc = state
             s, allowed = _logits(q_i, k, i, j, block_mask)  # (B, Hkv, G, bq, bk)
             m_new = ops.maximum(m, ops.max(s, axis=-1))
             p = ops.where(allowed, ops.exp(s - m_new[..., None]), 0.0)
             correction = ops.exp(m - m_new)
-            l = l * correction + ops.sum(p, axis=-1)
+            denom = denom * correction + ops.sum(p, axis=-1)
             v_j = _block(v, j, blocks.key_block)
             acc = acc * correction[..., None] + ops.einsum("bkgqs,bskd->bkgqd", p, v_j)
-            return m_new, l, acc
+            return m_new, denom, acc
 
         init = (
             ops.full(row_shape, NEG, "float32"),
             ops.zeros(row_shape, "float32"),
             ops.zeros(row_shape + (value_dim,), "float32"),
         )
-        m, l, acc = ops.fori_loop(0, blocks.key_blocks_for(i), key_block, init)
-        has_key = l > 0.0  # rows with no allowed key give zeros, never NaN
-        safe_l = ops.where(has_key, l, 1.0)
-        out_i = ops.transpose(acc / safe_l[..., None], (0, 3, 1, 2, 4))
-        lse_i = ops.where(has_key, m + ops.log(safe_l), -NEG)
+        m, denom, acc = ops.fori_loop(0, blocks.key_blocks_for(i), key_block, init)
+        has_key = denom > 0.0  # rows with no allowed key give zeros, never NaN
+        safe_denom = ops.where(has_key, denom, 1.0)
+        out_i = ops.transpose(acc / safe_denom[..., None], (0, 3, 1, 2, 4))
+        lse_i = ops.where(has_key, m + ops.log(safe_denom), -NEG)
         output = ops.slice_update(output, (0, i * bq, 0, 0, 0), out_i)
         lse = ops.slice_update(lse, (0, 0, 0, i * bq), lse_i)
         return output, lse

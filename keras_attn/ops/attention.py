@@ -89,8 +89,10 @@ def dot_product_attention(
     out.shape  # (2, 5, 4, 8)
     ```
     """
-    query, key, value = ops.convert_to_tensor(query), ops.convert_to_tensor(key), (
-        ops.convert_to_tensor(value)
+    query, key, value = (
+        ops.convert_to_tensor(query),
+        ops.convert_to_tensor(key),
+        (ops.convert_to_tensor(value)),
     )
     _check_shapes(query, key, value)
     if mask is not None:
@@ -125,12 +127,23 @@ def dot_product_attention(
         return _fused_attention(query, key, value, mask, is_causal, scale)
     if implementation == "chunked":
         return _chunked.chunked_attention(
-            query, key, value, mask, is_causal, scale,
+            query,
+            key,
+            value,
+            mask,
+            is_causal,
+            scale,
             chunk_size or DEFAULT_CHUNK_SIZE,
         )
     output, scores = _math_attention(
-        query, key, value, mask, is_causal, scale,
-        dropout_rate if apply_dropout else 0.0, seed,
+        query,
+        key,
+        value,
+        mask,
+        is_causal,
+        scale,
+        dropout_rate if apply_dropout else 0.0,
+        seed,
     )
     if return_attention_scores:
         return output, scores
