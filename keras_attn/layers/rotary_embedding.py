@@ -62,7 +62,7 @@ class RotaryEmbedding(keras.layers.Layer):
             owner, "scaling_factor", scaling_factor
         )
         self.supports_masking = True
-        self.built = True
+        self.built = True  # stateless
 
     def _check_shape(self, shape):
         check_rank(owner_name(self), "inputs", shape, (3, 4))

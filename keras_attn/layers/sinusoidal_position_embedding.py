@@ -56,7 +56,7 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
             owner_name(self), "max_wavelength", max_wavelength
         )
         self.supports_masking = True
-        self.built = True
+        self.built = True  # stateless
 
     def _check_shape(self, shape):
         check_rank(owner_name(self), "inputs", shape, 3)

@@ -2,10 +2,10 @@
 
 The forward pass visits (query block, key block) pairs and keeps, per query row,
 the running maximum `m`, normaliser `denom` and weighted sum (Milakov & Gimelshein,
-2018; Dao et al., 2022). It stores only the output and the row log-sum-exp. The backward pass
-recomputes each block's probabilities from the log-sum-exp instead of keeping the
-(T, S) matrix, in two sweeps: one over query blocks for dQ, one over key blocks for
-dK and dV, so that every accumulator stays local to its loop.
+2018; Dao et al., 2022). It stores only the output and the row log-sum-exp. The
+backward pass recomputes each block's probabilities from the log-sum-exp instead of
+keeping the (T, S) matrix, in two sweeps: one over query blocks for dQ, one over key
+blocks for dK and dV, so that every accumulator stays local to its loop.
 
 Blocks entirely above the causal diagonal are skipped. Loops are `keras.ops.fori_loop`,
 so the graph stays small under `jit` on JAX and TensorFlow.
