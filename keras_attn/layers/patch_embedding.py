@@ -11,12 +11,12 @@ from keras_attn._checks import check_positive_int
 from keras_attn._checks import check_rank
 from keras_attn._checks import fail
 from keras_attn._checks import owner_name
-from keras_attn.layers.sinusoidal_position_embedding import (
-    SinusoidalPositionEmbedding,
-)
+from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_attn.ops.resize import resample_position_grid
 
 _POSITION_EMBEDDINGS = ("learned", "sinusoidal", None)
+# Shared default only; every layer uses its own copy (`_fresh_initializer`).
+_POSITION_INITIALIZER = keras.initializers.RandomNormal(stddev=0.02)
 
 
 def _is_static(value):
@@ -80,7 +80,7 @@ class PatchEmbedding(keras.layers.Layer):
         position_embedding="learned",
         kernel_initializer="lecun_normal",
         bias_initializer="zeros",
-        position_initializer=keras.initializers.RandomNormal(stddev=0.02),
+        position_initializer=_POSITION_INITIALIZER,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -208,9 +208,7 @@ class PatchEmbedding(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "position_initializer": keras.initializers.serialize(
                     self.position_initializer
                 ),

@@ -1,9 +1,9 @@
 """Portable bicubic resampling of images and position-embedding grids.
 
 `keras.ops.image.resize(..., interpolation="bicubic")` gives different numbers on each
-backend (the cubic coefficient is -0.75 on torch and -0.5 on TensorFlow and JAX), so the
-kernel is written here from `keras.ops` alone: one interpolation matrix per spatial axis,
-applied with two matrix products. The numbers are PyTorch's
+backend (the cubic coefficient is -0.75 on torch and -0.5 on TensorFlow and JAX), so
+the kernel is written here from `keras.ops` alone: one interpolation matrix per spatial
+axis, applied with two matrix products. The numbers are PyTorch's
 `torch.nn.functional.interpolate(mode="bicubic", align_corners=False)` on every backend.
 """
 
@@ -69,7 +69,7 @@ def _check_size(owner, size):
 
 
 def bicubic_resize(images, size, a=-0.75):
-    """Resizes channels-last images with bicubic interpolation, the same on every backend.
+    """Resizes channels-last images bicubically, with the same numbers on every backend.
 
     Half-pixel centres (`align_corners=False`), border taps clamped to the edge, no
     antialiasing: with `a=-0.75` the numbers are those of
@@ -98,7 +98,8 @@ def bicubic_resize(images, size, a=-0.75):
      - [Keys, 1981](https://doi.org/10.1109/TASSP.1981.1163711)
     """
     owner = "bicubic_resize"
-    images = images if isinstance(images, keras.KerasTensor) else ops.convert_to_tensor(images)
+    if not isinstance(images, keras.KerasTensor):
+        images = ops.convert_to_tensor(images)
     check_rank(owner, "images", images.shape, 4)
     size = _check_size(owner, size)
     # An Operation so that symbolic inputs (`keras.Input((None, None, 3))`) get a
