@@ -1,8 +1,10 @@
 """keras_attn: attention and Transformers for Keras 3 on TensorFlow, JAX and PyTorch."""
 
+from keras_attn import generation
 from keras_attn import layers
+from keras_attn import models
 from keras_attn import ops
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "ops", "__version__"]
+__all__ = ["generation", "layers", "models", "ops", "__version__"]

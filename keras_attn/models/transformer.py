@@ -1,0 +1,257 @@
+"""The encoder–decoder Transformer of "Attention Is All You Need"."""
+
+import keras
+from keras import ops
+
+from keras_attn import _checks
+from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
+from keras_attn.layers.transformer_encoder import TransformerEncoder
+from keras_attn.models.encoder_decoder import EncoderDecoderModel
+from keras_attn.models.encoder_decoder import token_embedding_layer
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class Transformer(EncoderDecoderModel):
+    """Sequence-to-sequence Transformer (Vaswani et al., 2017), a functional model.
+
+    Source tokens are embedded (× √d), summed with sinusoidal positions and
+    encoded by `num_layers` `TransformerEncoder` blocks; target tokens go through
+    the same embedding recipe and `num_decoder_layers` `TransformerDecoder` blocks
+    (causal self-attention, cross-attention over the encoder output); the output
+    projection is the transpose of the target embedding (tied). Padding tokens
+    (`padding_id`) are masked in every attention. Generate translations with
+    `keras_attn.generation.generate`.
+
+    Args:
+        vocabulary_size: source vocabulary size (and target's, by default).
+        target_vocabulary_size: target vocabulary size; defaults to
+            `vocabulary_size`.
+        num_layers: number of encoder blocks.
+        num_decoder_layers: number of decoder blocks; defaults to `num_layers`.
+        hidden_dim: model width d.
+        intermediate_dim: feed-forward width.
+        num_heads: attention heads; must divide `hidden_dim`.
+        dropout: dropout on embeddings, sub-block outputs and attention weights.
+        activation: feed-forward activation.
+        normalize_first: pre-LN blocks (and a final norm) if True; post-LN, as in
+            the paper, if False.
+        share_embeddings: one embedding for source and target tokens (needs
+            equal vocabulary sizes), as in the paper's shared BPE vocabulary.
+        tie_output_embeddings: the output projection is the transposed target
+            embedding.
+        scale_embeddings: multiply embeddings by √d.
+        padding_id: token id of padding, masked everywhere.
+        layer_norm_epsilon: epsilon of the layer normalisations.
+        **kwargs: `keras.Model` arguments (`name`, `dtype`).
+
+    Call arguments:
+        inputs: dict with `"encoder_token_ids"` `(B, S)` and
+            `"decoder_token_ids"` `(B, T)` (integers).
+
+    Returns:
+        Logits `(B, T, target_vocabulary_size)`, float32.
+
+    Example:
+    ```python
+    model = keras_attn.models.Transformer(
+        vocabulary_size=100, num_layers=2, hidden_dim=64, intermediate_dim=128,
+        num_heads=4,
+    )
+    logits = model({"encoder_token_ids": source, "decoder_token_ids": target})
+    ```
+
+    References:
+        - Vaswani et al., "Attention Is All You Need", 2017.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        target_vocabulary_size=None,
+        num_layers=6,
+        num_decoder_layers=None,
+        hidden_dim=512,
+        intermediate_dim=2048,
+        num_heads=8,
+        dropout=0.1,
+        activation="relu",
+        normalize_first=False,
+        share_embeddings=True,
+        tie_output_embeddings=True,
+        scale_embeddings=True,
+        padding_id=0,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        owner = type(self).__name__
+        target_vocabulary_size = target_vocabulary_size or vocabulary_size
+        num_decoder_layers = num_decoder_layers or num_layers
+        _checks.check_positive_int(owner, "vocabulary_size", vocabulary_size)
+        _checks.check_positive_int(owner, "num_layers", num_layers)
+        _checks.check_positive_int(owner, "intermediate_dim", intermediate_dim)
+        _checks.check_rate(owner, "dropout", dropout)
+        if share_embeddings and target_vocabulary_size != vocabulary_size:
+            raise ValueError(
+                f"{owner}: argument `target_vocabulary_size` must equal "
+                f"`vocabulary_size` ({vocabulary_size}) when share_embeddings=True; "
+                f"received {target_vocabulary_size}."
+            )
+        if not 0 <= padding_id < min(vocabulary_size, target_vocabulary_size):
+            _checks.fail(
+                owner, "padding_id", padding_id, "a token id of both vocabularies"
+            )
+        self.padding_id = padding_id
+
+        # === Layers ===
+        self._create_decoder(
+            target_vocabulary_size,
+            num_decoder_layers,
+            hidden_dim,
+            intermediate_dim,
+            num_heads,
+            dropout,
+            activation,
+            normalize_first,
+            layer_norm_epsilon,
+            scale_embeddings,
+            tie_output_embeddings,
+        )
+        self.encoder_token_embedding = (
+            self.decoder_token_embedding
+            if share_embeddings
+            else token_embedding_layer(
+                vocabulary_size,
+                hidden_dim,
+                scale_embeddings,
+                True,
+                name="encoder_token_embedding",
+            )
+        )
+        self.encoder_position_embedding = SinusoidalPositionEmbedding(
+            name="encoder_position_embedding"
+        )
+        self.encoder_embedding_dropout = keras.layers.Dropout(
+            dropout, name="encoder_embedding_dropout"
+        )
+        self.encoder_layers = [
+            TransformerEncoder(
+                intermediate_dim,
+                num_heads,
+                dropout=dropout,
+                activation=activation,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=normalize_first,
+                name=f"encoder_layer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.encoder_norm = (
+            keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, name="encoder_norm"
+            )
+            if normalize_first
+            else None
+        )
+
+        # === Functional model ===
+        inputs = {
+            "encoder_token_ids": keras.Input(
+                (None,), dtype="int32", name="encoder_token_ids"
+            ),
+            "decoder_token_ids": keras.Input(
+                (None,), dtype="int32", name="decoder_token_ids"
+            ),
+        }
+        encoded, encoder_padding_mask = self.encode(inputs["encoder_token_ids"])
+        logits, _ = self.decode(
+            inputs["decoder_token_ids"], encoded, encoder_padding_mask
+        )
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.target_vocabulary_size = target_vocabulary_size
+        self.num_layers = num_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.activation = activation
+        self.normalize_first = normalize_first
+        self.share_embeddings = share_embeddings
+        self.tie_output_embeddings = tie_output_embeddings
+        self.scale_embeddings = scale_embeddings
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def encode(self, encoder_token_ids, training=None):
+        padding_mask = ops.not_equal(encoder_token_ids, self.padding_id)  # (B, S)
+        x = self.embed_tokens(
+            self.encoder_token_embedding,
+            self.encoder_position_embedding,
+            self.encoder_embedding_dropout,
+            encoder_token_ids,
+            training=training,
+        )
+        for layer in self.encoder_layers:
+            x = layer(x, padding_mask=padding_mask, training=training)
+        if self.encoder_norm is not None:
+            x = self.encoder_norm(x)
+        return x, padding_mask
+
+    def get_config(self):
+        return {
+            **self._base_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "target_vocabulary_size": self.target_vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_decoder_layers": self.num_decoder_layers,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "num_heads": self.num_heads,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "normalize_first": self.normalize_first,
+            "share_embeddings": self.share_embeddings,
+            "tie_output_embeddings": self.tie_output_embeddings,
+            "scale_embeddings": self.scale_embeddings,
+            "padding_id": self.padding_id,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+
+_PRESETS = {
+    # Table 3 of the paper.
+    "base": dict(
+        num_layers=6, hidden_dim=512, intermediate_dim=2048, num_heads=8, dropout=0.1
+    ),
+    "big": dict(
+        num_layers=6, hidden_dim=1024, intermediate_dim=4096, num_heads=16, dropout=0.3
+    ),
+}
+
+
+def transformer_preset(name, vocabulary_size=37000, **overrides):
+    """The paper's "base" or "big" Transformer.
+
+    Args:
+        name: `"base"` or `"big"`.
+        vocabulary_size: shared source/target vocabulary (the paper's English–
+            German BPE vocabulary has about 37,000 tokens).
+        **overrides: any other `Transformer` argument.
+
+    Returns:
+        A `Transformer`.
+
+    Example:
+    ```python
+    model = keras_attn.models.transformer_preset("base")
+    model.count_params()  # about 63 million (the paper reports 65 million)
+    ```
+    """
+    if name not in _PRESETS:
+        raise ValueError(
+            f"transformer_preset: argument `name` must be one of "
+            f"{sorted(_PRESETS)}; received {name!r}."
+        )
+    return Transformer(vocabulary_size, **{**_PRESETS[name], **overrides})
