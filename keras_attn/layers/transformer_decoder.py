@@ -127,6 +127,12 @@ class TransformerDecoder(TransformerBlock):
                 "but the layer was built without one; call it with an "
                 "`encoder_sequence` the first time to create its cross-attention."
             )
+        if self.has_cross_attention and not uses_encoder:
+            raise ValueError(
+                f"{_checks.owner_name(self)}: argument `encoder_sequence` (or "
+                "`cross_attention_cache`) is required, since the layer was built "
+                "with cross-attention; received None."
+            )
         if decoder_padding_mask is None and self_attention_cache is None:
             decoder_padding_mask = keras_mask(decoder_sequence)
         if encoder_padding_mask is None and encoder_sequence is not None:

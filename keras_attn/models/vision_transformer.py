@@ -284,7 +284,7 @@ def _normalize_preset_name(name):
     return name.lower().replace("-", "_").replace("/", "_")
 
 
-def vision_transformer_preset(name, **overrides):
+def vision_transformer_preset(name, /, **overrides):
     """A `VisionTransformer` with the configuration of a named ViT variant.
 
     | preset           | alias      | layers | hidden | heads | MLP  | patch | params |

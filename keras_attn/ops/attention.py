@@ -227,6 +227,12 @@ def _math_attention(query, key, value, mask, is_causal, scale, dropout_rate, see
 
 
 def _fused_attention(query, key, value, mask, is_causal, scale):
+    heads = query.shape[2]
+    if keras.backend.backend() == "tensorflow" and key.shape[2] == 1 and heads:
+        # Keras' TensorFlow kernel repeats key/value heads only when there are
+        # several (keras 3.15), so multi-query attention fails in its einsum.
+        key = ops.repeat(key, heads, axis=2)
+        value = ops.repeat(value, heads, axis=2)
     allowed = _allowed(mask, is_causal, query, key)
     if allowed is None:
         return ops.dot_product_attention(

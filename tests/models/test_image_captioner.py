@@ -1,0 +1,221 @@
+import inspect
+import os
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras.src.testing import TestCase
+
+from keras_attn.generation import generate
+from keras_attn.models.image_captioner import ImageCaptioner
+
+VOCABULARY_SIZE = 13
+START_ID, END_ID = 1, 2
+# 8x8 RGB images in 2x2 patches: 16 image tokens.
+SMALL = {
+    "vocabulary_size": VOCABULARY_SIZE,
+    "image_size": 8,
+    "patch_size": 2,
+    "num_encoder_layers": 1,
+    "num_decoder_layers": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "num_heads": 2,
+    "dropout": 0.0,
+}
+ENCODERS = [("cnn", "cnn"), ("vit", "vit")]
+
+
+def small_model(**overrides):
+    return ImageCaptioner(**{**SMALL, **overrides})
+
+
+def random_images(batch, size=8, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(size=(batch, size, size, channels)).astype("float32")
+
+
+def random_tokens(batch, length, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(3, VOCABULARY_SIZE, size=(batch, length)).astype("int32")
+
+
+def randomize(model):
+    """Larger random weights, so greedy and beam choices differ per image."""
+    rng = np.random.default_rng(1)
+    for weight in model.trainable_weights:
+        weight.assign(0.5 * rng.normal(size=weight.shape).astype("float32"))
+    return model
+
+
+class ImageCaptionerTest(TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(ENCODERS)
+    def test_logits_shape_and_stable_layer_names(self, encoder):
+        model = small_model(encoder=encoder)
+        inputs = {"images": random_images(3), "decoder_token_ids": random_tokens(3, 5)}
+        self.assertEqual(tuple(model(inputs).shape), (3, 5, VOCABULARY_SIZE))
+        names = {layer.name for layer in model.layers}
+        expected = {"encoder_layer_0", "decoder_layer_0", "decoder_layer_1"}
+        expected |= {"decoder_token_embedding", "encoder_norm", "decoder_norm"}
+        if encoder == "cnn":
+            expected |= {"image_conv_0", "image_norm_0", "image_projection"}
+            expected |= {"image_position_embedding"}
+        else:
+            expected |= {"patch_embedding"}
+        self.assertContainsSubset(expected, names)
+
+    def test_encode_returns_image_tokens_and_no_padding_mask(self):
+        model = small_model(image_size=(8, 4), channels=2)
+        encoded, mask = model.encode(random_images(2, channels=2)[:, :, :4])
+        self.assertEqual(tuple(encoded.shape), (2, 4 * 2, 16))
+        self.assertIsNone(mask)
+
+    @parameterized.named_parameters(ENCODERS)
+    def test_model_equals_encode_then_decode(self, encoder):
+        model = randomize(small_model(encoder=encoder))
+        images, tokens = random_images(2), random_tokens(2, 6)
+        logits = model({"images": images, "decoder_token_ids": tokens})
+        encoded, mask = model.encode(images)
+        expected, _ = model.decode(tokens, encoded, mask)
+        self.assertAllClose(logits, expected, atol=1e-5)
+
+    @parameterized.named_parameters(ENCODERS)
+    def test_cached_decoding_equals_full_logits(self, encoder):
+        model = randomize(small_model(encoder=encoder))
+        images, tokens = random_images(2), random_tokens(2, 6)
+        encoded, mask = model.encode(images)
+        full, _ = model.decode(tokens, encoded, mask)  # (2, 6, V)
+        caches = model.initialize_caches(encoded, mask, max_length=6)
+        steps = []
+        for index in range(6):
+            logits, caches = model.decode(
+                tokens[:, index : index + 1], None, caches=caches, start_index=index
+            )
+            steps.append(keras.ops.convert_to_numpy(logits))
+        self.assertAllClose(np.concatenate(steps, axis=1), full, atol=1e-4)
+
+    @parameterized.named_parameters(ENCODERS)
+    def test_fit_lowers_the_loss(self, encoder):
+        model = small_model(encoder=encoder)
+        tokens = random_tokens(8, 7)
+        inputs = {"images": random_images(8), "decoder_token_ids": tokens[:, :-1]}
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(inputs, tokens[:, 1:], epochs=8, batch_size=8, verbose=0)
+        losses = history.history["loss"]
+        self.assertLess(losses[-1], 0.8 * losses[0])
+
+    @parameterized.named_parameters(ENCODERS)
+    def test_keras_file_round_trip_gives_identical_outputs(self, encoder):
+        model = randomize(small_model(encoder=encoder, image_size=(8, 4)))
+        inputs = {
+            "images": random_images(2)[:, :, :4],
+            "decoder_token_ids": random_tokens(2, 5),
+        }
+        path = os.path.join(self.get_temp_dir(), "captioner.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+        self.assertIsInstance(restored, ImageCaptioner)
+        self.assertEqual(restored.get_config(), model.get_config())
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(restored(inputs)),
+            keras.ops.convert_to_numpy(model(inputs)),
+        )
+
+    def test_config_keys_are_constructor_arguments(self):
+        model = small_model()
+        parameters = set(inspect.signature(ImageCaptioner).parameters) - {"kwargs"}
+        config = model.get_config()
+        self.assertEqual(set(config) - {"name", "trainable", "dtype"}, parameters)
+        self.assertEqual(ImageCaptioner.from_config(config).get_config(), config)
+
+    @parameterized.named_parameters(ENCODERS)
+    def test_cached_greedy_generation_equals_uncached(self, encoder):
+        model = randomize(small_model(encoder=encoder))
+        images = random_images(4)
+        cached, uncached = (
+            keras.ops.convert_to_numpy(
+                generate(
+                    model,
+                    images,
+                    start_token_id=START_ID,
+                    end_token_id=END_ID,
+                    max_length=7,
+                    use_cache=use_cache,
+                )
+            )
+            for use_cache in (True, False)
+        )
+        self.assertEqual(cached.shape, (4, 7))
+        np.testing.assert_array_equal(cached[:, 0], START_ID)
+        np.testing.assert_array_equal(cached, uncached)
+
+    def test_cached_beam_search_equals_uncached(self):
+        from keras_hub.samplers import BeamSampler
+
+        model = randomize(small_model(encoder="vit"))
+        images = random_images(3)
+        cached, uncached = (
+            keras.ops.convert_to_numpy(
+                generate(
+                    model,
+                    images,
+                    start_token_id=START_ID,
+                    end_token_id=END_ID,
+                    max_length=6,
+                    sampler=BeamSampler(num_beams=3),
+                    use_cache=use_cache,
+                )
+            )
+            for use_cache in (True, False)
+        )
+        np.testing.assert_array_equal(cached, uncached)
+
+    def test_images_with_wrong_channels_fail_naming_the_model(self):
+        model = small_model()
+        images = random_images(2, channels=1)
+        inputs = {"images": images, "decoder_token_ids": random_tokens(2, 4)}
+        with pytest.raises(ValueError, match=r"ImageCaptioner.*`images`.*3 channels"):
+            model(inputs)
+        with pytest.raises(ValueError, match=r"ImageCaptioner.*\(2, 8, 8, 1\)"):
+            generate(model, images, start_token_id=START_ID, max_length=4)
+
+    def test_images_with_wrong_rank_or_size_fail(self):
+        model = small_model()
+        tokens = random_tokens(2, 4)
+        with pytest.raises(ValueError, match=r"ImageCaptioner.*`images`.*rank 4"):
+            model({"images": random_images(2)[..., 0], "decoder_token_ids": tokens})
+        with pytest.raises(ValueError, match=r"ImageCaptioner.*`images`.*8x8 pixels"):
+            model({"images": random_images(2, size=4), "decoder_token_ids": tokens})
+        with pytest.raises(ValueError, match=r"ImageCaptioner.*`inputs`"):
+            model(random_images(2))
+
+    @parameterized.named_parameters(
+        ("start_outside", "start_token_id", VOCABULARY_SIZE),
+        ("start_negative", "start_token_id", -1),
+        ("start_is_padding", "start_token_id", 0),
+        ("end_outside", "end_token_id", VOCABULARY_SIZE + 5),
+    )
+    def test_generate_rejects_tokens_outside_the_vocabulary(self, argument, value):
+        model = small_model()
+        tokens = {"start_token_id": START_ID, "end_token_id": END_ID, argument: value}
+        with pytest.raises(ValueError, match=f"`{argument}`.*{value}"):
+            generate(model, random_images(1), max_length=4, **tokens)
+
+    @parameterized.named_parameters(
+        ("encoder", {"encoder": "rnn"}, "`encoder`.*'rnn'"),
+        ("cnn_patch", {"patch_size": 3, "image_size": 9}, "`patch_size`.*3"),
+        ("image_size", {"image_size": 10, "encoder": "vit", "patch_size": 4}, "10"),
+        ("image_size_type", {"image_size": "8"}, "`image_size`.*'8'"),
+        ("channels", {"channels": 0}, "`channels`.*0"),
+        ("vocabulary_size", {"vocabulary_size": 0}, "`vocabulary_size`.*0"),
+        ("padding_id", {"padding_id": VOCABULARY_SIZE}, "`padding_id`.*13"),
+        ("num_heads", {"num_heads": 3}, "`hidden_dim`.*num_heads"),
+        ("dropout", {"dropout": 1.0}, "`dropout`.*1.0"),
+    )
+    def test_bad_arguments_fail_naming_the_model(self, overrides, message):
+        with pytest.raises(ValueError, match=f"ImageCaptioner.*{message}"):
+            small_model(**overrides)

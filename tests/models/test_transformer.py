@@ -1,0 +1,276 @@
+import inspect
+import os
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras.src.backend.common import global_state
+from keras.src.testing import TestCase
+
+from keras_attn.models import Transformer
+from keras_attn.models import transformer_preset
+
+VOCABULARY_SIZE = 11
+PADDING_ID = 0
+SMALL = {
+    "vocabulary_size": VOCABULARY_SIZE,
+    "num_layers": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "num_heads": 2,
+}
+
+
+def small_model(**overrides):
+    return Transformer(**{**SMALL, **overrides})
+
+
+def random_tokens(batch, length, seed=0, vocabulary_size=VOCABULARY_SIZE):
+    """Real tokens only: ids 0-2 are kept for padding, start and end."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(3, vocabulary_size, size=(batch, length)).astype("int32")
+
+
+def pad(tokens, extra):
+    padding = np.full((tokens.shape[0], extra), PADDING_ID, dtype="int32")
+    return np.concatenate([tokens, padding], axis=1)
+
+
+def logits(model, source, target):
+    outputs = model({"encoder_token_ids": source, "decoder_token_ids": target})
+    return keras.ops.convert_to_numpy(outputs)
+
+
+def count_params_without_allocating(make_model):
+    """`count_params()` of a model whose variables are never materialised.
+
+    Variables created in a `StatelessScope` keep only their shape; with
+    `initialize_variables=False` they are never initialised, and restoring Keras'
+    list of pending variables keeps a later scope exit from doing so (the "big"
+    model would otherwise allocate 0.85 GB and take a minute to initialise).
+    """
+    pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return make_model().count_params()
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
+
+
+def paper_parameter_count(vocabulary_size, num_layers, hidden_dim, intermediate_dim):
+    """Parameters of the paper's Transformer with one shared, tied embedding."""
+    d, f = hidden_dim, intermediate_dim
+    attention = 4 * (d * d + d)  # query, key, value, output projections
+    feedforward = d * f + f + f * d + d
+    norm = 2 * d
+    encoder_layer = attention + feedforward + 2 * norm
+    decoder_layer = 2 * attention + feedforward + 3 * norm
+    return vocabulary_size * d + num_layers * (encoder_layer + decoder_layer)
+
+
+class TransformerPresetTest(TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(
+        # Table 3 of the paper: 65M (base) and 213M (big) parameters with a
+        # shared 37,000-token vocabulary. The variables are never allocated.
+        ("base", "base", 65e6, (37000, 6, 512, 2048)),
+        ("big", "big", 213e6, (37000, 6, 1024, 4096)),
+    )
+    def test_preset_has_the_papers_parameter_count(self, name, paper, sizes):
+        count = count_params_without_allocating(lambda: transformer_preset(name))
+        self.assertEqual(count, paper_parameter_count(*sizes))
+        self.assertLess(abs(count - paper) / paper, 0.05)
+
+    def test_preset_overrides_and_unknown_name(self):
+        model = transformer_preset("base", vocabulary_size=20, num_layers=1)
+        self.assertEqual(model.hidden_dim, 512)
+        self.assertEqual(model.num_layers, 1)
+        self.assertEqual(model.vocabulary_size, 20)
+        with pytest.raises(ValueError, match="transformer_preset.*`name`.*'huge'"):
+            transformer_preset("huge")
+
+
+class TransformerTest(TestCase, parameterized.TestCase):
+    def test_logits_shape_and_dtype(self):
+        model = small_model()
+        self.assertEqual(tuple(model.output.shape), (None, None, VOCABULARY_SIZE))
+        outputs = logits(model, random_tokens(2, 7), random_tokens(2, 5, seed=1))
+        self.assertEqual(outputs.shape, (2, 5, VOCABULARY_SIZE))
+        self.assertEqual(outputs.dtype, np.float32)
+        self.assertTrue(np.all(np.isfinite(outputs)))
+
+    def test_logits_are_float32_under_mixed_precision(self):
+        model = small_model(dtype="mixed_bfloat16")
+        outputs = model(
+            {
+                "encoder_token_ids": random_tokens(2, 7),
+                "decoder_token_ids": random_tokens(2, 5, seed=1),
+            }
+        )
+        self.assertEqual(keras.backend.standardize_dtype(outputs.dtype), "float32")
+
+    def test_stable_layer_names(self):
+        names = {layer.name for layer in small_model().layers}
+        expected = {
+            "encoder_token_ids",
+            "decoder_token_ids",
+            "decoder_token_embedding",
+            "encoder_position_embedding",
+            "decoder_position_embedding",
+            "encoder_layer_0",
+            "encoder_layer_1",
+            "decoder_layer_0",
+            "decoder_layer_1",
+        }
+        self.assertEqual(expected - names, set())
+        # Post-LN blocks end normalised: no final norms.
+        self.assertNotIn("encoder_norm", names)
+        self.assertNotIn("decoder_norm", names)
+
+    def test_model_equals_encode_then_decode(self):
+        model = small_model()
+        source, target = pad(random_tokens(2, 5), 2), random_tokens(2, 4, seed=1)
+        encoded, mask = model.encode(source)
+        expected, caches = model.decode(target, encoded, mask)
+        self.assertIsNone(caches)
+        self.assertAllClose(logits(model, source, target), expected, atol=1e-5)
+
+    def test_appended_source_padding_leaves_logits_unchanged(self):
+        model = small_model()
+        source, target = random_tokens(2, 5), random_tokens(2, 4, seed=1)
+        self.assertAllClose(
+            logits(model, pad(source, 3), target),
+            logits(model, source, target),
+            atol=1e-5,
+        )
+
+    def test_appended_target_padding_leaves_real_positions_unchanged(self):
+        model = small_model()
+        source, target = random_tokens(2, 5), random_tokens(2, 4, seed=1)
+        padded = logits(model, source, pad(target, 3))
+        self.assertEqual(padded.shape, (2, 7, VOCABULARY_SIZE))
+        self.assertAllClose(padded[:, :4], logits(model, source, target), atol=1e-5)
+
+    def test_decoder_is_causal(self):
+        model = small_model()
+        source, target = random_tokens(2, 5), random_tokens(2, 6, seed=1)
+        changed = target.copy()
+        changed[:, 3] = 3 + (target[:, 3] - 3 + 1) % (VOCABULARY_SIZE - 3)
+        before, after = logits(model, source, target), logits(model, source, changed)
+        self.assertAllClose(after[:, :3], before[:, :3], atol=1e-5)
+        self.assertGreater(np.abs(after[:, 3:] - before[:, 3:]).max(), 1e-2)
+
+    def test_every_target_position_sees_the_source(self):
+        model = small_model()
+        source, target = random_tokens(2, 5), random_tokens(2, 4, seed=1)
+        changed = source.copy()
+        changed[:, -1] = 3 + (source[:, -1] - 3 + 1) % (VOCABULARY_SIZE - 3)
+        before, after = logits(model, source, target), logits(model, changed, target)
+        self.assertGreater(np.abs(after - before).max(axis=(0, 2)).min(), 1e-2)
+
+    def test_fit_lowers_the_loss(self):
+        model = small_model(dropout=0.0)
+        source = random_tokens(32, 5)
+        start = np.ones((32, 1), dtype="int32")
+        inputs = {
+            "encoder_token_ids": source,
+            "decoder_token_ids": np.concatenate([start, source[:, :-1]], axis=1),
+        }
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(inputs, source, epochs=6, batch_size=16, verbose=0)
+        losses = history.history["loss"]
+        self.assertLess(losses[-1], 0.8 * losses[0])
+
+    def test_keras_file_round_trip_gives_identical_outputs(self):
+        model = small_model(dropout=0.1, normalize_first=True)
+        source, target = pad(random_tokens(2, 5), 2), random_tokens(2, 4, seed=1)
+        path = os.path.join(self.get_temp_dir(), "transformer.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+        self.assertIsInstance(restored, Transformer)
+        self.assertEqual(restored.get_config(), model.get_config())
+        np.testing.assert_array_equal(
+            logits(restored, source, target), logits(model, source, target)
+        )
+
+    def test_config_keys_are_constructor_arguments(self):
+        model = small_model()
+        parameters = set(inspect.signature(Transformer).parameters) - {"kwargs"}
+        config = model.get_config()
+        self.assertEqual(set(config) - {"name", "trainable", "dtype"}, parameters)
+        self.assertEqual(Transformer.from_config(config).get_config(), config)
+
+    def test_pre_layer_norm_variant_adds_final_norms(self):
+        model = small_model(normalize_first=True)
+        names = {layer.name for layer in model.layers}
+        self.assertIn("encoder_norm", names)
+        self.assertIn("decoder_norm", names)
+        self.assertTrue(model.get_layer("decoder_layer_0").normalize_first)
+        outputs = logits(model, random_tokens(2, 5), random_tokens(2, 4, seed=1))
+        self.assertEqual(outputs.shape, (2, 4, VOCABULARY_SIZE))
+        self.assertTrue(np.all(np.isfinite(outputs)))
+
+    def test_separate_embeddings_allow_a_different_target_vocabulary(self):
+        model = small_model(share_embeddings=False, target_vocabulary_size=7)
+        self.assertIsNot(model.encoder_token_embedding, model.decoder_token_embedding)
+        self.assertEqual(model.decoder_vocabulary_size, 7)
+        shared = small_model()
+        self.assertEqual(
+            model.count_params() - shared.count_params(),
+            7 * SMALL["hidden_dim"],  # a second (11 + 7)- instead of 11-row table
+        )
+        target = random_tokens(2, 4, seed=1, vocabulary_size=7)
+        outputs = logits(model, random_tokens(2, 5), target)
+        self.assertEqual(outputs.shape, (2, 4, 7))
+
+    def test_shared_embeddings_need_equal_vocabularies(self):
+        with pytest.raises(
+            ValueError, match="Transformer.*`target_vocabulary_size`.*received 7"
+        ):
+            small_model(target_vocabulary_size=7)
+
+    def test_untied_output_embeddings_add_an_output_projection(self):
+        model = small_model(tie_output_embeddings=False)
+        self.assertEqual(
+            model.count_params() - small_model().count_params(),
+            SMALL["hidden_dim"] * VOCABULARY_SIZE,
+        )
+        outputs = logits(model, random_tokens(2, 5), random_tokens(2, 4, seed=1))
+        self.assertEqual(outputs.shape, (2, 4, VOCABULARY_SIZE))
+
+    @parameterized.named_parameters(
+        ("vocabulary_size", {"vocabulary_size": 0}, "`vocabulary_size`.*received 0"),
+        ("num_layers", {"num_layers": 0}, "`num_layers`.*received 0"),
+        ("num_heads", {"hidden_dim": 15}, "`hidden_dim`.*num_heads.*received 15"),
+        ("padding_id", {"padding_id": 11}, "`padding_id`.*received 11"),
+        ("padding_id_negative", {"padding_id": -1}, "`padding_id`.*received -1"),
+        ("dropout", {"dropout": 1.5}, "`dropout`.*received 1.5"),
+        ("intermediate_dim", {"intermediate_dim": 0}, "`intermediate_dim`.*0"),
+    )
+    def test_bad_arguments_fail_naming_the_model(self, overrides, message):
+        with pytest.raises(ValueError, match=f"Transformer.*{message}"):
+            small_model(**overrides)
+
+
+class TransformerCachedDecodingTest(TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(("post_ln", False), ("pre_ln", True))
+    def test_cached_decoding_equals_full_decode(self, normalize_first):
+        model = small_model(normalize_first=normalize_first)
+        # The second source is padded: the cached path must keep its mask.
+        source = random_tokens(2, 6)
+        source[1, 4:] = PADDING_ID
+        target = random_tokens(2, 5, seed=1)
+        encoded, mask = model.encode(source)
+        full, _ = model.decode(target, encoded, mask)  # (2, 5, V)
+        # Room for 8 tokens: the 3 never written must be masked out.
+        caches = model.initialize_caches(encoded, mask, max_length=8)
+        steps = []
+        for index in range(5):
+            step, caches = model.decode(
+                target[:, index : index + 1], None, caches=caches, start_index=index
+            )  # (2, 1, V)
+            steps.append(keras.ops.convert_to_numpy(step))
+        self.assertAllClose(np.concatenate(steps, axis=1), full, atol=1e-5)

@@ -1,0 +1,545 @@
+"""`dot_product_attention`: every implementation gives the reference numbers.
+
+The reference is `softmax(QKᵀ·scale)V` written in NumPy (float64) below. Each test
+runs the three implementations ("math", "chunked", "fused") on the active backend,
+so passing on every backend means the same numbers on every backend.
+"""
+
+import keras
+import numpy as np
+from absl.testing import parameterized
+from keras import ops
+from keras.src.testing import TestCase
+from keras.src.testing.test_utils import named_product
+
+from keras_attn.ops import dot_product_attention
+from tests.gradients import gradients
+
+IMPLEMENTATIONS = ("math", "chunked", "fused")
+
+
+def reference_attention(query, key, value, mask=None, is_causal=False, scale=None):
+    """NumPy `softmax(QKᵀ·scale)V` with grouped heads; fully masked rows give 0.
+
+    Returns `(output (B, T, H, Dv), weights (B, H, T, S))` in float64.
+    """
+    query, key, value = (np.asarray(x, "float64") for x in (query, key, value))
+    batch, query_length, heads, head_dim = query.shape
+    key_length, kv_heads = key.shape[1], key.shape[2]
+    scale = 1.0 / np.sqrt(head_dim) if scale is None else scale
+    key = np.repeat(key, heads // kv_heads, axis=2)  # head h reads h // groups
+    value = np.repeat(value, heads // kv_heads, axis=2)
+    logits = np.einsum("bthd,bshd->bhts", query, key) * scale
+    allowed = np.ones((batch, heads, query_length, key_length), bool)
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.ndim == 2:
+            mask = mask[None, None]
+        elif mask.ndim == 3:
+            mask = mask[:, None]
+        allowed &= mask
+    if is_causal:
+        allowed &= np.tril(np.ones((query_length, key_length), bool))
+    logits = np.where(allowed, logits, -np.inf)
+    row_max = np.max(logits, axis=-1, keepdims=True)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    weights = np.where(allowed, np.exp(logits - row_max), 0.0)
+    total = np.sum(weights, axis=-1, keepdims=True)
+    weights = weights / np.where(total > 0, total, 1.0)
+    return np.einsum("bhts,bshd->bthd", weights, value), weights
+
+
+def random_inputs(
+    batch=2,
+    query_length=5,
+    key_length=6,
+    num_heads=2,
+    num_kv_heads=None,
+    head_dim=8,
+    value_dim=None,
+    seed=0,
+):
+    """Float32 query `(B, T, H, D)`, key `(B, S, Hkv, D)`, value `(B, S, Hkv, Dv)`."""
+    rng = np.random.default_rng(seed)
+    num_kv_heads = num_kv_heads or num_heads
+    value_dim = value_dim or head_dim
+    query = rng.normal(size=(batch, query_length, num_heads, head_dim))
+    key = rng.normal(size=(batch, key_length, num_kv_heads, head_dim))
+    value = rng.normal(size=(batch, key_length, num_kv_heads, value_dim))
+    return tuple(x.astype("float32") for x in (query, key, value))
+
+
+def random_mask(kind, batch, query_length, key_length, num_heads, seed=1):
+    """A boolean mask of the given `kind`, as a user would pass it."""
+    rng = np.random.default_rng(seed)
+    if kind is None:
+        return None
+    if kind == "padding":  # (B, 1, 1, S): the last keys of the second sequence
+        lengths = np.array([key_length, max(1, key_length - 3)])[:batch]
+        return (np.arange(key_length)[None, :] < lengths[:, None])[:, None, None]
+    if kind == "full":  # (B, T, S)
+        return rng.random((batch, query_length, key_length)) > 0.3
+    if kind == "per_head":  # (B, H, T, S)
+        return rng.random((batch, num_heads, query_length, key_length)) > 0.3
+    if kind == "shared":  # (T, S)
+        return rng.random((query_length, key_length)) > 0.3
+    raise ValueError(kind)
+
+
+def as_float32_numpy(x):
+    return ops.convert_to_numpy(ops.cast(x, "float32"))
+
+
+def assert_dtype(test, x, dtype):
+    test.assertEqual(keras.backend.standardize_dtype(x.dtype), dtype)
+
+
+REFERENCE_CASES = [
+    {"testcase_name": "no_mask", "case": {}},
+    {"testcase_name": "causal", "case": {"is_causal": True}},
+    {"testcase_name": "padding_mask", "case": {"mask": "padding"}},
+    {
+        "testcase_name": "causal_and_padding_mask",
+        "case": {"is_causal": True, "mask": "padding"},
+    },
+    {"testcase_name": "full_mask", "case": {"mask": "full"}},
+    {"testcase_name": "rank_2_mask", "case": {"mask": "shared", "is_causal": True}},
+    {
+        "testcase_name": "fewer_queries_than_keys",
+        "case": {"query_length": 3, "key_length": 7, "is_causal": True,
+                 "mask": "padding"},
+    },
+    {
+        "testcase_name": "more_queries_than_keys",
+        "case": {"query_length": 7, "key_length": 4, "mask": "full"},
+    },
+    {
+        "testcase_name": "grouped_query",
+        "case": {"num_heads": 4, "num_kv_heads": 2, "is_causal": True,
+                 "mask": "padding"},
+    },
+    {
+        "testcase_name": "grouped_query_per_head_mask",
+        "case": {"num_heads": 4, "num_kv_heads": 2, "mask": "per_head"},
+    },
+    {
+        "testcase_name": "multi_query",
+        "case": {"num_heads": 4, "num_kv_heads": 1, "mask": "full"},
+    },
+    {
+        "testcase_name": "small_chunks",
+        "case": {"query_length": 21, "key_length": 19, "chunk_size": 8,
+                 "num_heads": 4, "num_kv_heads": 2, "is_causal": True,
+                 "mask": "padding"},
+    },
+    {
+        "testcase_name": "small_chunks_full_mask",
+        "case": {"query_length": 21, "key_length": 19, "chunk_size": 8,
+                 "mask": "full", "num_heads": 4, "num_kv_heads": 2},
+    },
+    {"testcase_name": "custom_scale", "case": {"scale": 0.3, "mask": "padding"}},
+]
+
+# The scores come from the math path only; these cases cover its masks and heads.
+SCORE_CASES = [
+    case
+    for case in REFERENCE_CASES
+    if case["testcase_name"]
+    in (
+        "causal_and_padding_mask",
+        "full_mask",
+        "fewer_queries_than_keys",
+        "grouped_query_per_head_mask",
+        "multi_query",
+    )
+]
+
+GRADIENT_CASES = [
+    {"testcase_name": "no_mask", "case": {}},
+    {
+        "testcase_name": "grouped_query_small_chunks_causal_and_padding_mask",
+        "case": {"query_length": 21, "key_length": 19, "chunk_size": 8,
+                 "num_heads": 4, "num_kv_heads": 2, "is_causal": True,
+                 "mask": "padding"},
+    },
+    {"testcase_name": "full_mask_custom_scale", "case": {"mask": "full", "scale": 0.5}},
+]
+
+
+def run_case(implementation, case, seed=0):
+    """Inputs for `case`, our output and the NumPy reference."""
+    case = dict(case)
+    shapes = {
+        name: case.pop(name)
+        for name in ("query_length", "key_length", "num_heads", "num_kv_heads")
+        if name in case
+    }
+    query, key, value = random_inputs(seed=seed, **shapes)
+    batch, query_length, num_heads, _ = query.shape
+    mask = random_mask(
+        case.pop("mask", None), batch, query_length, key.shape[1], num_heads
+    )
+    return (query, key, value), mask, case
+
+
+class WorkedExampleTest(TestCase):
+    """The example of the design notes: one query, four keys, scale 1."""
+
+    query = np.array([[[[0.990, 0.099, 0.099]]]], "float32")  # (1, 1, 1, 3)
+    key = np.array(
+        [
+            [0.050, 0.000, 0.998],
+            [0.020, 0.020, 0.999],
+            [0.976, 0.098, 0.195],
+            [0.020, 0.999, 0.020],
+        ],
+        "float32",
+    )[None, :, None, :]  # (1, 4, 1, 3)
+    value = np.array(
+        [[1, 2, 5], [1, 1, 5], [3, 2, 4], [6, 1, 2]], "float32"
+    )[None, :, None, :]  # (1, 4, 1, 3)
+
+    @parameterized.named_parameters(named_product(implementation=IMPLEMENTATIONS))
+    def test_context_vector(self, implementation):
+        out = dot_product_attention(
+            self.query, self.key, self.value, scale=1.0, implementation=implementation
+        )
+        self.assertAllClose(out[0, 0, 0], [2.805, 1.631, 4.005], atol=5e-4, rtol=0)
+
+    def test_attention_weights(self):
+        _, scores = dot_product_attention(
+            self.query, self.key, self.value, scale=1.0, return_attention_scores=True
+        )
+        self.assertAllClose(
+            scores[0, 0, 0], [0.189, 0.184, 0.442, 0.184], atol=5e-4, rtol=0
+        )
+
+
+class ReferenceTest(TestCase):
+    @parameterized.named_parameters(
+        named_product(REFERENCE_CASES, implementation=IMPLEMENTATIONS)
+    )
+    def test_output_matches_numpy_reference(self, case, implementation):
+        (query, key, value), mask, options = run_case(implementation, case)
+        out = dot_product_attention(
+            query, key, value, mask=mask, implementation=implementation, **options
+        )
+        options.pop("chunk_size", None)
+        expected, _ = reference_attention(query, key, value, mask, **options)
+        self.assertEqual(tuple(out.shape), expected.shape)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    @parameterized.named_parameters(named_product(SCORE_CASES))
+    def test_scores_match_numpy_reference(self, case):
+        (query, key, value), mask, options = run_case("math", case)
+        _, scores = dot_product_attention(
+            query, key, value, mask=mask, return_attention_scores=True, **options
+        )
+        options.pop("chunk_size", None)
+        _, expected = reference_attention(query, key, value, mask, **options)
+        self.assertAllClose(scores, expected, rtol=1e-5, atol=1e-5)
+
+    @parameterized.named_parameters(named_product(implementation=("math", "chunked")))
+    def test_value_head_dim_may_differ_from_key_head_dim(self, implementation):
+        query, key, value = random_inputs(value_dim=3)
+        out = dot_product_attention(
+            query, key, value, is_causal=True, implementation=implementation
+        )
+        expected, _ = reference_attention(query, key, value, is_causal=True)
+        self.assertEqual(tuple(out.shape), (2, 5, 2, 3))
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_fused_with_value_head_dim_differing_from_key_head_dim(self):
+        query, key, value = random_inputs(value_dim=3)
+        if keras.backend.backend() == "jax":
+            # jax.nn.dot_product_attention requires equal head sizes.
+            with self.assertRaisesRegex(ValueError, "dot_product_attention.*fused"):
+                dot_product_attention(query, key, value, implementation="fused")
+            return
+        out = dot_product_attention(query, key, value, implementation="fused")
+        expected, _ = reference_attention(query, key, value)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_automatic_choice_with_value_head_dim_differing(self):
+        query, key, value = random_inputs(value_dim=3)
+        out = dot_product_attention(query, key, value)
+        expected, _ = reference_attention(query, key, value)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_automatic_choice_matches_numpy_reference(self):
+        (query, key, value), mask, _ = run_case(None, {"mask": "padding"})
+        out = dot_product_attention(query, key, value, mask=mask, is_causal=True)
+        expected, _ = reference_attention(query, key, value, mask, is_causal=True)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+class GradientTest(TestCase):
+    @parameterized.named_parameters(
+        named_product(GRADIENT_CASES, implementation=("chunked", "fused"))
+    )
+    def test_gradients_match_math_path(self, case, implementation):
+        (query, key, value), mask, options = run_case(implementation, case)
+        rng = np.random.default_rng(2)
+        out_weights = rng.normal(size=query.shape).astype("float32")
+
+        def loss(implementation):
+            def fn(q, k, v):
+                out = dot_product_attention(
+                    q, k, v, mask=mask, implementation=implementation, **options
+                )
+                return ops.sum(ops.multiply(out, out_weights))
+
+            return fn
+
+        expected = gradients(loss("math"), query, key, value)
+        grads = gradients(loss(implementation), query, key, value)
+        for name, grad, want in zip(("query", "key", "value"), grads, expected):
+            self.assertAllClose(grad, want, atol=1e-5, msg=f"d loss / d {name}")
+
+
+def fully_masked_rows():
+    """Inputs and a mask under which some query rows may attend no key.
+
+    Row 3 of the first sequence is masked out entirely; the second sequence starts
+    with two padding keys, so under the causal mask its first two queries see
+    nothing. Returns `(query, key, value, mask, rows)`, `rows` the (b, t) pairs.
+    """
+    query, key, value = random_inputs()
+    mask = np.ones((2, 5, 6), bool)
+    mask[0, 3] = False
+    mask[1, :, :2] = False
+    return query, key, value, mask, [(0, 3), (1, 0), (1, 1)]
+
+
+class FullyMaskedRowTest(TestCase):
+    @parameterized.named_parameters(named_product(implementation=IMPLEMENTATIONS))
+    def test_fully_masked_rows_return_zeros(self, implementation):
+        query, key, value, mask, rows = fully_masked_rows()
+        out = dot_product_attention(
+            query, key, value, mask=mask, is_causal=True,
+            implementation=implementation,
+        )
+        out = ops.convert_to_numpy(out)
+        for b, t in rows:
+            self.assertAllEqual(out[b, t], np.zeros_like(out[b, t]))
+        expected, _ = reference_attention(query, key, value, mask, is_causal=True)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_fully_masked_rows_have_zero_scores(self):
+        query, key, value, mask, rows = fully_masked_rows()
+        _, scores = dot_product_attention(
+            query, key, value, mask=mask, is_causal=True, return_attention_scores=True
+        )
+        scores = ops.convert_to_numpy(scores)
+        for b, t in rows:
+            self.assertAllEqual(scores[b, :, t], np.zeros_like(scores[b, :, t]))
+
+    @parameterized.named_parameters(named_product(implementation=IMPLEMENTATIONS))
+    def test_fully_masked_rows_have_finite_gradients(self, implementation):
+        query, key, value, mask, rows = fully_masked_rows()
+
+        def loss(q, k, v):
+            out = dot_product_attention(
+                q, k, v, mask=mask, is_causal=True, implementation=implementation
+            )
+            return ops.sum(out)
+
+        grads = gradients(loss, query, key, value)
+        for grad in grads:
+            self.assertTrue(np.all(np.isfinite(grad)))
+        for b, t in rows:  # a row that attends nothing has no effect on the loss
+            self.assertAllEqual(grads[0][b, t], np.zeros_like(grads[0][b, t]))
+
+
+class LowPrecisionTest(TestCase):
+    """Logits and softmax are float32 whatever the input dtype."""
+
+    def bfloat16_inputs(self):
+        query, key, value = random_inputs()
+        mask = random_mask("padding", 2, 5, 6, 2)
+        inputs = [ops.cast(x, "bfloat16") for x in (query, key, value)]
+        return inputs, [as_float32_numpy(x) for x in inputs], mask
+
+    @parameterized.named_parameters(
+        named_product(implementation=(None,) + IMPLEMENTATIONS)
+    )
+    def test_bfloat16_output_is_float32_reference_rounded(self, implementation):
+        inputs, rounded, mask = self.bfloat16_inputs()
+        out = dot_product_attention(
+            *inputs, mask=mask, is_causal=True, implementation=implementation
+        )
+        assert_dtype(self, out, "bfloat16")
+        expected, _ = reference_attention(*rounded, mask, is_causal=True)
+        self.assertAllClose(as_float32_numpy(out), expected, atol=2e-2, rtol=0)
+
+    def test_bfloat16_scores_sum_to_one(self):
+        inputs, rounded, mask = self.bfloat16_inputs()
+        _, scores = dot_product_attention(
+            *inputs, mask=mask, return_attention_scores=True
+        )
+        assert_dtype(self, scores, "bfloat16")
+        totals = np.sum(as_float32_numpy(scores), axis=-1)
+        self.assertAllClose(totals, np.ones_like(totals), atol=1e-2, rtol=0)
+
+    def test_large_logits_in_bfloat16_do_not_overflow(self):
+        # Logits of ~1e4 overflow nothing in float32 but lose all precision in
+        # bfloat16; the softmax must still select the matching key.
+        query, key, value = random_inputs(query_length=4, key_length=4)
+        query = np.eye(4, 8, dtype="float32")[None, :, None, :] * 100.0
+        key = np.eye(4, 8, dtype="float32")[None, :, None, :] * 100.0
+        value = np.arange(4, dtype="float32")[None, :, None, None] * np.ones(
+            (1, 4, 1, 8), "float32"
+        )
+        out = dot_product_attention(
+            ops.cast(query, "bfloat16"),
+            ops.cast(key, "bfloat16"),
+            ops.cast(value, "bfloat16"),
+            implementation="math",
+        )
+        self.assertAllClose(
+            as_float32_numpy(out)[0, :, 0, 0], [0.0, 1.0, 2.0, 3.0], atol=1e-2
+        )
+
+
+class AutomaticChoiceTest(TestCase):
+    def test_scores_requested_returns_scores(self):
+        query, key, value = random_inputs()
+        out, scores = dot_product_attention(
+            query, key, value, return_attention_scores=True
+        )
+        expected_out, expected_scores = reference_attention(query, key, value)
+        self.assertEqual(tuple(scores.shape), (2, 2, 5, 6))
+        self.assertAllClose(out, expected_out, rtol=1e-5, atol=1e-5)
+        self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+
+    def test_dropout_when_training_zeroes_and_rescales_weights(self):
+        query, key, value = random_inputs()
+        _, expected = reference_attention(query, key, value)
+        _, scores = dot_product_attention(
+            query, key, value, dropout_rate=0.5, training=True,
+            return_attention_scores=True, seed=keras.random.SeedGenerator(3),
+        )
+        scores = ops.convert_to_numpy(scores)
+        dropped = scores == 0.0
+        self.assertTrue(np.any(dropped))
+        self.assertFalse(np.all(dropped))
+        self.assertAllClose(scores[~dropped], expected[~dropped] / 0.5, rtol=1e-5)
+
+    def test_dropout_when_training_changes_the_output(self):
+        query, key, value = random_inputs()
+        expected, _ = reference_attention(query, key, value)
+        out = dot_product_attention(
+            query, key, value, dropout_rate=0.5, training=True, seed=3
+        )
+        self.assertGreater(np.max(np.abs(ops.convert_to_numpy(out) - expected)), 1e-2)
+
+    def test_dropout_does_nothing_when_not_training(self):
+        query, key, value = random_inputs()
+        expected_out, expected_scores = reference_attention(query, key, value)
+        out, scores = dot_product_attention(
+            query, key, value, dropout_rate=0.5, training=False,
+            return_attention_scores=True,
+        )
+        self.assertAllClose(out, expected_out, rtol=1e-5, atol=1e-5)
+        self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+
+    @parameterized.named_parameters(named_product(implementation=IMPLEMENTATIONS))
+    def test_dropout_rate_without_training_allows_every_path(self, implementation):
+        query, key, value = random_inputs()
+        out = dot_product_attention(
+            query, key, value, dropout_rate=0.5, implementation=implementation
+        )
+        expected, _ = reference_attention(query, key, value)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_dropout_with_the_same_seed_is_reproducible(self):
+        query, key, value = random_inputs()
+
+        def dropped_out():
+            return dot_product_attention(
+                query, key, value, dropout_rate=0.5, training=True,
+                seed=keras.random.SeedGenerator(7),
+            )
+
+        self.assertAllClose(dropped_out(), dropped_out(), rtol=0, atol=0)
+
+    @parameterized.named_parameters(named_product(implementation=("chunked", "fused")))
+    def test_scores_on_a_forced_path_other_than_math_fail(self, implementation):
+        query, key, value = random_inputs()
+        with self.assertRaisesRegex(
+            ValueError, f"dot_product_attention.*`implementation`.*'{implementation}'"
+        ):
+            dot_product_attention(
+                query, key, value, return_attention_scores=True,
+                implementation=implementation,
+            )
+
+    @parameterized.named_parameters(named_product(implementation=("chunked", "fused")))
+    def test_training_dropout_on_a_forced_path_other_than_math_fails(
+        self, implementation
+    ):
+        query, key, value = random_inputs()
+        with self.assertRaisesRegex(
+            ValueError, f"dot_product_attention.*`implementation`.*'{implementation}'"
+        ):
+            dot_product_attention(
+                query, key, value, dropout_rate=0.1, training=True,
+                implementation=implementation,
+            )
+
+
+class ValidationTest(TestCase):
+    def assert_rejects(self, pattern, **overrides):
+        query, key, value = random_inputs(num_heads=4, num_kv_heads=2)
+        arguments = {"query": query, "key": key, "value": value, **overrides}
+        with self.assertRaisesRegex(ValueError, "dot_product_attention.*" + pattern):
+            dot_product_attention(**arguments)
+
+    def test_query_of_rank_3_is_rejected(self):
+        self.assert_rejects(
+            r"`query`.*rank 4.*\(2, 5, 8\)", query=np.zeros((2, 5, 8), "float32")
+        )
+
+    def test_key_of_rank_5_is_rejected(self):
+        self.assert_rejects(
+            r"`key`.*rank 4.*\(1, 2, 6, 2, 8\)",
+            key=np.zeros((1, 2, 6, 2, 8), "float32"),
+        )
+
+    def test_query_heads_not_a_multiple_of_key_heads_is_rejected(self):
+        self.assert_rejects(
+            r"`key`.*received 3 heads",
+            key=np.zeros((2, 6, 3, 8), "float32"),
+            value=np.zeros((2, 6, 3, 8), "float32"),
+        )
+
+    def test_value_heads_different_from_key_heads_is_rejected(self):
+        self.assert_rejects(
+            r"`value`.*\(2, 6, 1, 8\)", value=np.zeros((2, 6, 1, 8), "float32")
+        )
+
+    def test_key_head_dim_different_from_query_head_dim_is_rejected(self):
+        self.assert_rejects(
+            r"`key`.*head_dim \(8\).*\(2, 6, 2, 4\)",
+            key=np.zeros((2, 6, 2, 4), "float32"),
+        )
+
+    def test_mask_that_does_not_broadcast_is_rejected(self):
+        self.assert_rejects(
+            r"`mask`.*\(2, 4, 5, 6\).*\(1, 1, 5, 7\)", mask=np.ones((5, 7), bool)
+        )
+
+    def test_mask_with_wrong_head_count_is_rejected(self):
+        self.assert_rejects(r"`mask`.*\(2, 3, 5, 6\)", mask=np.ones((2, 3, 5, 6), bool))
+
+    def test_mask_of_rank_1_is_rejected(self):
+        self.assert_rejects(r"`mask`.*rank.*\(6,\)", mask=np.ones((6,), bool))
+
+    def test_unknown_implementation_is_rejected(self):
+        self.assert_rejects(r"`implementation`.*'flash'", implementation="flash")
+
+    @parameterized.named_parameters(
+        ("negative", -0.1, r"-0\.1"), ("one", 1.0, r"1\.0"), ("above_one", 1.5, r"1\.5")
+    )
+    def test_dropout_rate_outside_zero_to_one_is_rejected(self, rate, pattern):
+        self.assert_rejects(r"`dropout_rate`.*" + pattern, dropout_rate=rate)

@@ -1,0 +1,145 @@
+import inspect
+
+import keras
+import numpy as np
+import pytest
+from keras.src.testing import TestCase
+
+from keras_attn.training import MaskedAccuracy
+from keras_attn.training import SequenceExactMatch
+
+VOCAB = 5
+
+
+def logits_for(predicted, seed=0):
+    """Random logits whose arg-max is `predicted` (B, T)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.uniform(-1.0, 0.0, size=(*predicted.shape, VOCAB))
+    np.put_along_axis(logits, predicted[..., None], 1.0, axis=-1)
+    return logits.astype("float32")
+
+
+def numpy_accuracy(labels, predicted, ignore_class=0):
+    valid = (
+        np.ones(labels.shape, bool) if ignore_class is None else labels != ignore_class
+    )
+    return (predicted == labels)[valid].mean()
+
+
+def numpy_exact_match(labels, predicted, ignore_class=0):
+    valid = labels != ignore_class
+    matched = np.all((predicted == labels) | ~valid, axis=-1)
+    real = valid.any(-1)
+    return matched[real].mean()
+
+
+def value(metric):
+    return float(keras.ops.convert_to_numpy(metric.result()))
+
+
+# 0 is padding. Row 0: 2 of 3 right; row 1: 2 of 2 right (padding wrong); row 2: 1/1.
+LABELS = np.array([[1, 2, 3, 0], [4, 4, 0, 0], [2, 0, 0, 0]], "int32")
+PREDICTED = np.array([[1, 2, 4, 3], [4, 4, 1, 1], [2, 3, 3, 3]], "int32")
+
+
+class MaskedAccuracyTest(TestCase):
+    def test_matches_numpy_and_ignores_padding(self):
+        metric = MaskedAccuracy()
+        metric.update_state(LABELS, logits_for(PREDICTED))
+        self.assertAllClose(value(metric), numpy_accuracy(LABELS, PREDICTED))
+        self.assertAllClose(value(metric), 5 / 6)
+
+    def test_accumulates_over_batches_by_token_count(self):
+        metric = MaskedAccuracy()
+        metric.update_state(LABELS[:1], logits_for(PREDICTED[:1]))  # 2 / 3
+        metric.update_state(LABELS[1:], logits_for(PREDICTED[1:]))  # 3 / 3
+        self.assertAllClose(value(metric), 5 / 6)
+
+    def test_reset_state(self):
+        metric = MaskedAccuracy()
+        metric.update_state(LABELS, logits_for(PREDICTED))
+        metric.reset_state()
+        self.assertAllClose(value(metric), 0.0)
+        metric.update_state(LABELS[:1], logits_for(PREDICTED[:1]))
+        self.assertAllClose(value(metric), 2 / 3)
+
+    def test_ignore_class_none_counts_every_position(self):
+        metric = MaskedAccuracy(ignore_class=None)
+        metric.update_state(LABELS, logits_for(PREDICTED))
+        self.assertAllClose(value(metric), numpy_accuracy(LABELS, PREDICTED, None))
+
+    def test_sequence_weights(self):
+        metric = MaskedAccuracy()
+        weights = np.array([2.0, 1.0, 0.0], "float32")
+        metric.update_state(LABELS, logits_for(PREDICTED), sample_weight=weights)
+        self.assertAllClose(value(metric), (2 * 2 + 2) / (2 * 3 + 2))
+
+    def test_labels_with_trailing_axis(self):
+        metric = MaskedAccuracy()
+        metric.update_state(LABELS[..., None], logits_for(PREDICTED))
+        self.assertAllClose(value(metric), 5 / 6)
+
+    def test_all_padding_gives_zero(self):
+        metric = MaskedAccuracy()
+        metric.update_state(
+            np.zeros((2, 3), "int32"), logits_for(np.zeros((2, 3), int))
+        )
+        self.assertAllClose(value(metric), 0.0)
+
+    def test_serialization_round_trip(self):
+        metric = MaskedAccuracy(ignore_class=-100, name="acc")
+        serialized = keras.saving.serialize_keras_object(metric)
+        self.assertEqual(serialized["registered_name"], "keras_attn>MaskedAccuracy")
+        restored = keras.saving.deserialize_keras_object(serialized)
+        self.assertIsInstance(restored, MaskedAccuracy)
+        self.assertEqual(restored.get_config(), metric.get_config())
+        arguments = inspect.signature(MaskedAccuracy).parameters
+        self.assertEqual(set(metric.get_config()), set(arguments))
+
+
+class SequenceExactMatchTest(TestCase):
+    def test_matches_numpy_and_ignores_padding(self):
+        metric = SequenceExactMatch()
+        metric.update_state(LABELS, logits_for(PREDICTED))
+        self.assertAllClose(value(metric), numpy_exact_match(LABELS, PREDICTED))
+        self.assertAllClose(value(metric), 2 / 3)
+
+    def test_sequences_without_real_tokens_are_left_out(self):
+        labels = np.concatenate([LABELS, np.zeros((2, 4), "int32")])
+        predicted = np.concatenate([PREDICTED, np.ones((2, 4), "int32")])
+        metric = SequenceExactMatch()
+        metric.update_state(labels, logits_for(predicted))
+        self.assertAllClose(value(metric), 2 / 3)
+
+    def test_reset_state_and_weights(self):
+        metric = SequenceExactMatch()
+        metric.update_state(LABELS, logits_for(PREDICTED))
+        metric.reset_state()
+        self.assertAllClose(value(metric), 0.0)
+        weights = np.array([3.0, 1.0, 0.0], "float32")
+        metric.update_state(LABELS, logits_for(PREDICTED), sample_weight=weights)
+        self.assertAllClose(value(metric), 1 / 4)
+
+    def test_serialization_round_trip(self):
+        metric = SequenceExactMatch(ignore_class=None)
+        restored = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(metric)
+        )
+        self.assertIsInstance(restored, SequenceExactMatch)
+        self.assertEqual(restored.get_config(), metric.get_config())
+        arguments = inspect.signature(SequenceExactMatch).parameters
+        self.assertEqual(set(metric.get_config()), set(arguments))
+
+
+@pytest.mark.parametrize("metric_class", [MaskedAccuracy, SequenceExactMatch])
+@pytest.mark.parametrize("ignore_class", ["pad", 1.5, True])
+def test_bad_ignore_class_raises_value_error(metric_class, ignore_class):
+    with pytest.raises(ValueError, match=f"{metric_class.__name__} .*`ignore_class`"):
+        metric_class(ignore_class=ignore_class)
+
+
+def test_exact_match_rejects_token_weights():
+    with pytest.raises(ValueError, match="SequenceExactMatch .*`sample_weight`"):
+        SequenceExactMatch().update_state(
+            LABELS, logits_for(PREDICTED), sample_weight=np.ones((3, 4), "float32")
+        )
