@@ -80,7 +80,9 @@ def draw(rng, large, small, relation):
     r_small = rng.uniform(*_SMALL_RADIUS)
     centres = _centres(rng, relation, r_large, r_small)
     image = 0.08 + 0.04 * rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE, 3))
-    for (colour, shape), (cx, cy), r in zip((large, small), centres, (r_large, r_small)):
+    for (colour, shape), (cx, cy), r in zip(
+        (large, small), centres, (r_large, r_small)
+    ):
         rgb = np.clip(np.array(COLOURS[colour]) + rng.uniform(-0.08, 0.08, 3), 0, 1)
         image[_mask(shape, cx, cy, r)] = rgb
     return np.clip(image, 0.0, 1.0).astype("float32")

@@ -183,7 +183,9 @@ def main(argv=None):
         os.makedirs(args.output, exist_ok=True)
         scores = run(args, args.output)
     seconds = time.perf_counter() - _START
-    fields = " ".join(f"{name}_exact_match={value:.3f}" for name, value in scores.items())
+    fields = " ".join(
+        f"{name}_exact_match={value:.3f}" for name, value in scores.items()
+    )
     print(f"RESULT {fields} seconds={seconds:.0f}")
 
 

@@ -148,7 +148,9 @@ class ImageCaptioner(EncoderDecoderModel):
             or not isinstance(padding_id, numbers.Integral)
             or not 0 <= padding_id < vocabulary_size
         ):
-            _checks.fail(owner, "padding_id", padding_id, "a token id of the vocabulary")
+            _checks.fail(
+                owner, "padding_id", padding_id, "a token id of the vocabulary"
+            )
         self.padding_id = int(padding_id)
         self._image_shape = (height, width, channels)
 
@@ -215,7 +217,9 @@ class ImageCaptioner(EncoderDecoderModel):
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
-        self.image_size = image_size
+        # A pair as a tuple, so a config read back from JSON compares equal.
+        square = isinstance(image_size, numbers.Integral)
+        self.image_size = height if square else (height, width)
         self.channels = channels
         self.patch_size = patch_size
         self.num_encoder_layers = num_encoder_layers
@@ -248,7 +252,9 @@ class ImageCaptioner(EncoderDecoderModel):
             self.image_pools.append(keras.layers.MaxPooling2D(name=f"image_pool_{i}"))
         self.image_projection = keras.layers.Dense(hidden_dim, name="image_projection")
         # A layer, not `ops.reshape`: the functional graph would freeze the batch.
-        self.image_flatten = keras.layers.Reshape((-1, hidden_dim), name="image_flatten")
+        self.image_flatten = keras.layers.Reshape(
+            (-1, hidden_dim), name="image_flatten"
+        )
         self.image_position_embedding = PositionEmbedding(
             (height // patch_size) * (width // patch_size),
             initializer=keras.initializers.RandomNormal(stddev=0.02),
@@ -260,7 +266,9 @@ class ImageCaptioner(EncoderDecoderModel):
         if self.encoder == "vit":
             return self.patch_embedding(images)
         x = images
-        for conv, norm, pool in zip(self.image_convs, self.image_norms, self.image_pools):
+        for conv, norm, pool in zip(
+            self.image_convs, self.image_norms, self.image_pools
+        ):
             x = pool(ops.relu(norm(conv(x))))  # (B, H / 2^(i+1), W / 2^(i+1), F_i)
         x = self.image_projection(x)  # (B, h, w, D)
         x = self.image_flatten(x)  # (B, h·w, D)
@@ -293,7 +301,9 @@ class ImageCaptioner(EncoderDecoderModel):
                 f"(`channels`={channels}), shape (batch, {height}, {width}, "
                 f"{channels}); received a tensor of shape {shape}."
             )
-        if any(got is not None and got != want for got, want in zip(shape[1:3], expected)):
+        if any(
+            got is not None and got != want for got, want in zip(shape[1:3], expected)
+        ):
             raise ValueError(
                 f"{owner}: argument `images` must be {height}x{width} pixels "
                 f"(`image_size`), shape (batch, {height}, {width}, {channels}); "

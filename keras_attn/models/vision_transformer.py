@@ -20,15 +20,15 @@ _PRESETS = {
     "vit_large_32": (24, 1024, 16, 4096, 32),
     "vit_huge_14": (32, 1280, 16, 5120, 14),
 }
-# Paper-style aliases ("ViT-B/16") after `_normalize_preset_name`.
+# Paper-style names, matched case-insensitively (`_normalize_preset_name`).
 _ALIASES = {
-    "vit_ti_16": "vit_tiny_16",
-    "vit_s_16": "vit_small_16",
-    "vit_b_16": "vit_base_16",
-    "vit_b_32": "vit_base_32",
-    "vit_l_16": "vit_large_16",
-    "vit_l_32": "vit_large_32",
-    "vit_h_14": "vit_huge_14",
+    "ViT-Ti/16": "vit_tiny_16",
+    "ViT-S/16": "vit_small_16",
+    "ViT-B/16": "vit_base_16",
+    "ViT-B/32": "vit_base_32",
+    "ViT-L/16": "vit_large_16",
+    "ViT-L/32": "vit_large_32",
+    "ViT-H/14": "vit_huge_14",
 }
 
 
@@ -287,22 +287,24 @@ def _normalize_preset_name(name):
 def vision_transformer_preset(name, /, **overrides):
     """A `VisionTransformer` with the configuration of a named ViT variant.
 
-    | preset           | alias      | layers | hidden | heads | MLP  | patch | params |
-    |------------------|------------|--------|--------|-------|------|-------|--------|
-    | `"vit_tiny_16"`  | `ViT-Ti/16` | 12    | 192    | 3     | 768  | 16    | 5.7M   |
-    | `"vit_small_16"` | `ViT-S/16` | 12     | 384    | 6     | 1536 | 16    | 22M    |
-    | `"vit_base_16"`  | `ViT-B/16` | 12     | 768    | 12    | 3072 | 16    | 86M    |
-    | `"vit_base_32"`  | `ViT-B/32` | 12     | 768    | 12    | 3072 | 32    | 88M    |
-    | `"vit_large_16"` | `ViT-L/16` | 24     | 1024   | 16    | 4096 | 16    | 304M   |
-    | `"vit_large_32"` | `ViT-L/32` | 24     | 1024   | 16    | 4096 | 32    | 306M   |
-    | `"vit_huge_14"`  | `ViT-H/14` | 32     | 1280   | 16    | 5120 | 14    | 632M   |
+    | preset           | alias       | layers | hidden | heads | MLP  | patch | params |
+    |------------------|-------------|--------|--------|-------|------|-------|--------|
+    | `"vit_tiny_16"`  | `ViT-Ti/16` | 12     | 192    | 3     | 768  | 16    | 5.7M   |
+    | `"vit_small_16"` | `ViT-S/16`  | 12     | 384    | 6     | 1536 | 16    | 22.1M  |
+    | `"vit_base_16"`  | `ViT-B/16`  | 12     | 768    | 12    | 3072 | 16    | 86.6M  |
+    | `"vit_base_32"`  | `ViT-B/32`  | 12     | 768    | 12    | 3072 | 32    | 88.2M  |
+    | `"vit_large_16"` | `ViT-L/16`  | 24     | 1024   | 16    | 4096 | 16    | 304.3M |
+    | `"vit_large_32"` | `ViT-L/32`  | 24     | 1024   | 16    | 4096 | 32    | 306.5M |
+    | `"vit_huge_14"`  | `ViT-H/14`  | 32     | 1280   | 16    | 5120 | 14    | 632.0M |
 
-    Parameter counts are at 224 pixels with 1,000 classes. The model is made
+    Parameter counts are at 224 pixels with 1,000 classes (the paper rounds
+    them: 86M, 307M, 632M). The model is made
     with random weights: this function downloads nothing.
 
     Args:
         name: string. A preset name or its paper-style alias (`"ViT-B/16"`),
-            case-insensitive.
+            case-insensitive. Positional only, so that `name=` among the
+            overrides names the model.
         **overrides: `VisionTransformer` arguments that replace the preset's or
             the defaults `image_size=224`, `num_classes=1000`, `channels=3`,
             `name=<preset name>`.
@@ -320,17 +322,17 @@ def vision_transformer_preset(name, /, **overrides):
      - [Dosovitskiy et al., 2021](https://arxiv.org/abs/2010.11929), Table 1.
      - [Steiner et al., 2022](https://arxiv.org/abs/2106.10270), Table 1.
     """
-    key = _normalize_preset_name(name) if isinstance(name, str) else None
-    key = _ALIASES.get(key, key)
-    if key not in _PRESETS:
-        aliases = ", ".join(
-            f"'ViT-{a.split('_')[1].title()}/{a.split('_')[2]}'" for a in _ALIASES
-        )
+    names = {_normalize_preset_name(n): n for n in _PRESETS}
+    names.update({_normalize_preset_name(a): n for a, n in _ALIASES.items()})
+    key = names.get(_normalize_preset_name(name)) if isinstance(name, str) else None
+    if key is None:
         _checks.fail(
             "vision_transformer_preset",
             "name",
             name,
-            "one of " + ", ".join(map(repr, _PRESETS)) + f" (or {aliases})",
+            "one of "
+            + ", ".join(map(repr, [*_PRESETS, *_ALIASES]))
+            + " (case-insensitive)",
         )
     num_layers, hidden_dim, num_heads, mlp_dim, patch_size = _PRESETS[key]
     config = {

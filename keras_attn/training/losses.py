@@ -73,7 +73,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
             `(batch, length, 1)`: the target token ids.
         y_pred: float tensor of shape `(batch, length, vocabulary_size)`.
         sample_weight: optional tensor of shape `(batch,)` (one weight per
-            sequence) or `(batch, length)` (one per token).
+            sequence), `(batch, length)` or `(batch, length, 1)` (one per token).
 
     Returns:
         A float32 scalar, or the per-token losses of shape `(batch, length)`
@@ -113,15 +113,23 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
-            sample_weight = ops.convert_to_tensor(sample_weight, "float32")
-            if len(sample_weight.shape) == 1:
-                # One weight per sequence: spread it over the tokens, (B,) -> (B, T).
-                # In full, as Keras' reduction multiplies the mask into it in place.
-                tokens = ops.ones_like(
-                    sparse_labels(ops.convert_to_tensor(y_true), y_pred), "float32"
-                )
-                sample_weight = ops.expand_dims(sample_weight, axis=-1) * tokens
+            sample_weight = self._token_weights(y_true, y_pred, sample_weight)
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    def _token_weights(self, y_true, y_pred, sample_weight):
+        """A new `(B, T)` float32 tensor from weights per sequence or per token.
+
+        Always a new tensor: on torch, Keras' reduction multiplies the mask into
+        the sample weights in place, which would overwrite the caller's tensor.
+        """
+        tokens = ops.ones_like(sparse_labels(ops.convert_to_tensor(y_true), y_pred))
+        tokens = ops.cast(tokens, "float32")  # (B, T)
+        sample_weight = ops.convert_to_tensor(sample_weight, "float32")
+        if len(sample_weight.shape) == 1:
+            sample_weight = ops.expand_dims(sample_weight, axis=-1)  # (B, 1)
+        elif len(sample_weight.shape) == 3:
+            sample_weight = ops.squeeze(sample_weight, axis=-1)  # (B, T, 1)
+        return sample_weight * tokens
 
     def call(self, y_true, y_pred):
         labels = sparse_labels(y_true, y_pred)  # (B, T)

@@ -102,7 +102,7 @@ class MaskedSparseCategoricalCrossentropyTest(TestCase):
 
     def test_all_padding_gives_zero_not_nan(self):
         loss_fn = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1)
-        labels, logits = np.zeros((2, 3), "int32"), random_logits((2, 3, VOCAB))
+        labels, logits = np.zeros((2, 4), "int32"), random_logits((2, 4, VOCAB))
         self.assertAllClose(loss_fn(labels, logits), 0.0)
         (grad,) = gradients(lambda x: loss_fn(labels, x), logits)
         self.assertAllClose(grad, np.zeros_like(grad))
@@ -116,8 +116,8 @@ class MaskedSparseCategoricalCrossentropyTest(TestCase):
         self.assertAllClose(ours(LABELS, logits), keras_loss(LABELS, logits), rtol=1e-5)
 
     def test_smoothing_matches_keras_categorical_crossentropy(self):
-        labels = np.array([[3, 1, 6], [2, 4, 5]], "int32")  # no padding
-        logits = random_logits((2, 3, VOCAB))
+        labels = np.array([[3, 1, 6, 1], [2, 4, 5, 5]], "int32")  # no padding
+        logits = random_logits((2, 4, VOCAB))
         keras_loss = keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=0.1
         )
@@ -177,6 +177,12 @@ class MaskedSparseCategoricalCrossentropyTest(TestCase):
         )
         expected = (tokens * per_token).sum() / 5  # still over the 5 real tokens
         self.assertAllClose(by_sequence, expected, rtol=1e-5)
+
+    def test_caller_sample_weight_is_not_modified(self):
+        logits = random_logits((2, 4, VOCAB))
+        weights = keras.ops.convert_to_tensor(np.full((2, 4), 2.0, "float32"))
+        MaskedSparseCategoricalCrossentropy()(LABELS, logits, sample_weight=weights)
+        self.assertAllClose(weights, np.full((2, 4), 2.0))
 
     def test_serialization_round_trip(self):
         loss_fn = MaskedSparseCategoricalCrossentropy(

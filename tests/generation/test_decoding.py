@@ -1,0 +1,196 @@
+import functools
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras.src.testing import TestCase
+from keras_hub import samplers
+
+from keras_attn.generation import generate
+from keras_attn.models import Transformer
+
+VOCABULARY_SIZE = 9
+PADDING_ID, START_ID, END_ID = 0, 1, 2
+BATCH, SOURCE_LENGTH, MAX_LENGTH = 3, 5, 7
+# Tiny on purpose: on JAX every `generate` call traces and compiles its loop.
+SMALL = {
+    "vocabulary_size": VOCABULARY_SIZE,
+    "num_layers": 1,
+    "num_decoder_layers": 2,  # per-layer caches must stay apart
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "num_heads": 2,
+    "dropout": 0.0,
+}
+
+
+def small_model(**overrides):
+    return Transformer(**{**SMALL, **overrides})
+
+
+def random_source(batch=BATCH, seed=0):
+    """Real tokens (ids 3 and up); the last source is shorter (padded)."""
+    rng = np.random.default_rng(seed)
+    source = rng.integers(3, VOCABULARY_SIZE, size=(batch, SOURCE_LENGTH))
+    source[-1, 3:] = PADDING_ID
+    return source.astype("int32")
+
+
+def generate_numpy(model, source, **kwargs):
+    kwargs = {"start_token_id": START_ID, "max_length": MAX_LENGTH, **kwargs}
+    return keras.ops.convert_to_numpy(generate(model, source, **kwargs))
+
+
+def cached_and_uncached(model, source, make_sampler=lambda: "greedy", **kwargs):
+    """Both decodings, each with a fresh sampler (a seeded one restarts its draws)."""
+    return tuple(
+        generate_numpy(
+            model, source, sampler=make_sampler(), use_cache=use_cache, **kwargs
+        )
+        for use_cache in (True, False)
+    )
+
+
+@functools.cache
+def untrained_model():
+    """One model for the tests that never get as far as decoding."""
+    return small_model()
+
+
+@functools.cache
+def sampled_tokens():
+    """Tokens drawn at random (temperature 1) from an untrained model.
+
+    Its distribution is close to uniform, so some sequences end early and the
+    padding token would be drawn often if `generate` did not forbid it. Shared by
+    the tests of the output's layout; the autouse fixture seeds the weights.
+    """
+    source = random_source(batch=6)
+    return generate_numpy(
+        small_model(),
+        source,
+        end_token_id=END_ID,
+        max_length=10,
+        sampler=samplers.RandomSampler(seed=3),
+    )
+
+
+def model_that_always_ends():
+    """A model whose every position predicts `END_ID`, by construction.
+
+    The last decoder block (post-LN) ends in a layer norm; with a zero scale its
+    output is its offset, set to the end token's (enlarged) embedding. The tied
+    output projection then gives the end token the largest logit everywhere.
+    """
+    model = small_model()
+    embeddings = model.decoder_token_embedding.embeddings
+    table = keras.ops.convert_to_numpy(embeddings)
+    table[END_ID] *= 10.0
+    embeddings.assign(table)
+    norm = model.get_layer("decoder_layer_1").feedforward_layer_norm
+    norm.gamma.assign(np.zeros(norm.gamma.shape, "float32"))
+    norm.beta.assign(table[END_ID])
+    return model
+
+
+class CachedDecodingTest(TestCase, parameterized.TestCase):
+    def test_cached_greedy_equals_uncached(self):
+        # No end token: every position is generated.
+        cached, uncached = cached_and_uncached(small_model(), random_source())
+        np.testing.assert_array_equal(cached, uncached)
+        self.assertFalse(np.any(cached == PADDING_ID))
+
+    def test_cached_beam_search_equals_uncached(self):
+        cached, uncached = cached_and_uncached(
+            small_model(),
+            random_source(),
+            lambda: samplers.BeamSampler(num_beams=3),
+            end_token_id=END_ID,
+        )
+        self.assertEqual(cached.shape, (BATCH, MAX_LENGTH))
+        np.testing.assert_array_equal(cached, uncached)
+
+    @parameterized.named_parameters(
+        ("top_k", lambda: samplers.TopKSampler(k=5, seed=1)),
+        ("top_p", lambda: samplers.TopPSampler(p=0.9, seed=1)),
+    )
+    def test_cached_sampling_equals_uncached_with_the_same_seed(self, make_sampler):
+        cached, uncached = cached_and_uncached(
+            small_model(), random_source(), make_sampler, end_token_id=END_ID
+        )
+        np.testing.assert_array_equal(cached, uncached)
+
+
+class GeneratedTokensTest(TestCase):
+    def test_output_is_batch_by_max_length_integers(self):
+        tokens = sampled_tokens()
+        self.assertEqual(tokens.shape, (6, 10))
+        self.assertTrue(np.issubdtype(tokens.dtype, np.integer))
+        self.assertTrue(np.all((tokens >= 0) & (tokens < VOCABULARY_SIZE)))
+
+    def test_every_sequence_starts_with_the_start_token(self):
+        np.testing.assert_array_equal(sampled_tokens()[:, 0], START_ID)
+
+    def test_tokens_after_the_first_end_token_are_padding(self):
+        tokens = sampled_tokens()
+        ended_early = 0
+        for row in tokens:
+            ends = np.flatnonzero(row == END_ID)
+            if ends.size:
+                np.testing.assert_array_equal(row[ends[0] + 1 :], PADDING_ID)
+                ended_early += ends[0] < len(row) - 1
+        self.assertGreater(ended_early, 0, f"no sequence ended early:\n{tokens}")
+
+    def test_padding_is_never_generated(self):
+        for row in sampled_tokens():
+            ends = np.flatnonzero(row == END_ID)
+            generated = row[: ends[0] + 1] if ends.size else row
+            self.assertNotIn(PADDING_ID, generated)
+
+    def test_generation_stops_at_the_end_token(self):
+        tokens = generate_numpy(
+            model_that_always_ends(), random_source(), end_token_id=END_ID
+        )
+        expected = np.full((BATCH, MAX_LENGTH), PADDING_ID)
+        expected[:, 0], expected[:, 1] = START_ID, END_ID
+        np.testing.assert_array_equal(tokens, expected)
+
+    @pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="tf.function is TensorFlow's graph mode",
+    )
+    def test_generate_runs_inside_tf_function(self):
+        import tensorflow as tf
+
+        model, source = small_model(), random_source()
+        kwargs = {"start_token_id": START_ID, "end_token_id": END_ID, "max_length": 6}
+        # Unknown batch size and source length, as in a serving signature.
+        graph_generate = tf.function(
+            lambda source: generate(model, source, **kwargs),
+            input_signature=[tf.TensorSpec((None, None), tf.int32)],
+        )
+        np.testing.assert_array_equal(
+            graph_generate(tf.constant(source)).numpy(),
+            generate(model, source, **kwargs).numpy(),
+        )
+
+
+class GenerateArgumentsTest(TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("start_outside", "start_token_id", VOCABULARY_SIZE),
+        ("start_negative", "start_token_id", -1),
+        ("start_is_padding", "start_token_id", PADDING_ID),
+        ("start_not_an_integer", "start_token_id", 1.0),
+        ("end_outside", "end_token_id", VOCABULARY_SIZE + 3),
+        ("end_is_padding", "end_token_id", PADDING_ID),
+        ("max_length_1", "max_length", 1),
+        ("max_length_not_an_integer", "max_length", 4.0),
+        ("sampler", "sampler", "nucleus"),
+    )
+    def test_bad_arguments_fail_naming_generate(self, argument, value):
+        kwargs = {"start_token_id": START_ID, "end_token_id": END_ID, argument: value}
+        with pytest.raises(
+            ValueError, match=rf"generate: argument `{argument}`.*received {value!r}"
+        ):
+            generate(untrained_model(), random_source(), **kwargs)
