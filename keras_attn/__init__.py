@@ -4,7 +4,8 @@ from keras_attn import generation
 from keras_attn import layers
 from keras_attn import models
 from keras_attn import ops
+from keras_attn import training
 
 __version__ = "0.1.0"
 
-__all__ = ["generation", "layers", "models", "ops", "__version__"]
+__all__ = ["generation", "layers", "models", "ops", "training", "__version__"]
