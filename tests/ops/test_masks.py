@@ -24,9 +24,11 @@ class CausalMaskTest(TestCase):
     def test_square_mask_is_lower_triangular(self):
         self.assertAllEqual(
             as_numpy(causal_mask(3)),
-            [[T, F, F],
-             [T, T, F],
-             [T, T, T]],
+            [
+                [T, F, F],
+                [T, T, F],
+                [T, T, T],
+            ],
         )
 
     def test_is_boolean(self):
@@ -35,16 +37,20 @@ class CausalMaskTest(TestCase):
     def test_more_keys_than_queries_aligns_queries_with_the_first_keys(self):
         self.assertAllEqual(
             as_numpy(causal_mask(2, 4)),
-            [[T, F, F, F],
-             [T, T, F, F]],
+            [
+                [T, F, F, F],
+                [T, T, F, F],
+            ],
         )
 
     def test_offset_shifts_the_queries_along_the_keys(self):
         # Two new tokens at positions 2 and 3 of a 4-slot cache.
         self.assertAllEqual(
             as_numpy(causal_mask(2, 4, offset=2)),
-            [[T, T, T, F],
-             [T, T, T, T]],
+            [
+                [T, T, T, F],
+                [T, T, T, T],
+            ],
         )
 
     def test_one_query_at_an_offset_sees_every_key_up_to_it(self):
@@ -57,9 +63,11 @@ class CausalMaskTest(TestCase):
     def test_more_queries_than_keys(self):
         self.assertAllEqual(
             as_numpy(causal_mask(3, 2)),
-            [[T, F],
-             [T, T],
-             [T, T]],
+            [
+                [T, F],
+                [T, T],
+                [T, T],
+            ],
         )
 
 
@@ -86,7 +94,8 @@ class PaddingMaskTest(TestCase):
         self.assertAllEqual(as_numpy(mask)[:, 0, 0], self.padding.astype(bool))
 
     @parameterized.named_parameters(
-        ("rank_1", (3,)), ("rank_3", (2, 1, 3)),
+        ("rank_1", (3,)),
+        ("rank_3", (2, 1, 3)),
     )
     def test_wrong_rank_is_rejected(self, shape):
         with self.assertRaisesRegex(
@@ -128,15 +137,19 @@ class CombineMasksTest(TestCase):
         self.assertEqual(mask.shape, (2, 1, 3, 3))
         self.assertAllEqual(
             mask[0, 0],
-            [[T, F, F],
-             [T, T, F],
-             [T, T, T]],
+            [
+                [T, F, F],
+                [T, T, F],
+                [T, T, T],
+            ],
         )
         self.assertAllEqual(
             mask[1, 0],
-            [[F, F, F],
-             [F, T, F],
-             [F, T, T]],
+            [
+                [F, F, F],
+                [F, T, F],
+                [F, T, T],
+            ],
         )
 
     def test_rank_2_3_and_4_masks_combine(self):
@@ -150,7 +163,8 @@ class CombineMasksTest(TestCase):
         self.assertAllEqual(mask, expected)
 
     @parameterized.named_parameters(
-        ("rank_1", (4,)), ("rank_5", (1, 2, 1, 3, 4)),
+        ("rank_1", (4,)),
+        ("rank_5", (1, 2, 1, 3, 4)),
     )
     def test_wrong_rank_is_rejected(self, shape):
         with self.assertRaisesRegex(
