@@ -98,7 +98,7 @@ class Vocabulary:
     """
 
     def __init__(self, tokens):
-        self.tokens = list(SPECIAL_TOKENS) + [t for t in tokens]
+        self.tokens = list(SPECIAL_TOKENS) + list(tokens)
         self._ids = {token: i for i, token in enumerate(self.tokens)}
         if len(self._ids) != len(self.tokens):
             raise ValueError(f"Vocabulary: duplicate tokens in {tokens!r}.")
@@ -144,8 +144,13 @@ def split_numbers(num_train, num_test, seed=0):
         `(train, test)`: int64 arrays, shuffled, of about `num_train` and
         `num_test` numbers (rounding per digit count).
     """
-    rng = np.random.default_rng(seed)
     total = num_train + num_test
+    if num_train < 1 or num_test < 1 or total > 500_000:
+        raise ValueError(
+            "split_numbers: arguments `num_train` and `num_test` must be positive "
+            f"with a sum of at most 500,000; received {num_train} and {num_test}."
+        )
+    rng = np.random.default_rng(seed)
     test_share = num_test / total
     train, test = [], []
     remaining = total
@@ -179,7 +184,9 @@ def encode_numbers(numbers):
     decoder = [TARGET_VOCABULARY.encode(d, TARGET_LENGTH, start=True) for d in digits]
     labels = [TARGET_VOCABULARY.encode(d, TARGET_LENGTH, end=True) for d in digits]
     return {
-        "encoder_token_ids": np.asarray(source, dtype="int32").reshape(-1, SOURCE_LENGTH),
+        "encoder_token_ids": np.asarray(source, dtype="int32").reshape(
+            -1, SOURCE_LENGTH
+        ),
         "decoder_token_ids": np.asarray(decoder, dtype="int32").reshape(
             -1, TARGET_LENGTH
         ),

@@ -43,8 +43,13 @@ class EncoderDecoderModel(FunctionalModel):
         scale_embeddings,
         tie_output_embeddings,
         token_embedding=None,
+        dtype=None,
     ):
-        """Create the decoder layers as attributes (before the graph is built)."""
+        """Create the decoder layers as attributes (before the graph is built).
+
+        `dtype` (a `DTypePolicy` or None) is given to every layer: a functional
+        model's own policy does not reach layers created before its `__init__`.
+        """
         owner = type(self).__name__
         vocabulary_size = _checks.check_positive_int(
             owner, "vocabulary_size", vocabulary_size
@@ -61,12 +66,13 @@ class EncoderDecoderModel(FunctionalModel):
             scale_embeddings,
             tie_output_embeddings,
             name="decoder_token_embedding",
+            dtype=dtype,
         )
         self.decoder_position_embedding = SinusoidalPositionEmbedding(
-            name="decoder_position_embedding"
+            dtype=dtype, name="decoder_position_embedding"
         )
         self.decoder_embedding_dropout = keras.layers.Dropout(
-            dropout, name="decoder_embedding_dropout"
+            dropout, dtype=dtype, name="decoder_embedding_dropout"
         )
         self.decoder_layers = [
             TransformerDecoder(
@@ -76,6 +82,7 @@ class EncoderDecoderModel(FunctionalModel):
                 activation=activation,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=normalize_first,
+                dtype=dtype,
                 name=f"decoder_layer_{i}",
             )
             for i in range(num_layers)
@@ -83,7 +90,7 @@ class EncoderDecoderModel(FunctionalModel):
         # Pre-LN stacks end with a norm; post-LN blocks already end normalised.
         self.decoder_norm = (
             keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, name="decoder_norm"
+                epsilon=layer_norm_epsilon, dtype=dtype, name="decoder_norm"
             )
             if normalize_first
             else None
@@ -192,7 +199,9 @@ class EncoderDecoderModel(FunctionalModel):
         return self_caches, cross_caches, encoder_padding_mask
 
 
-def token_embedding_layer(vocabulary_size, hidden_dim, scale_embeddings, tie, name):
+def token_embedding_layer(
+    vocabulary_size, hidden_dim, scale_embeddings, tie, name, dtype=None
+):
     """An embedding that can also project back to logits (`reverse=True`).
 
     When the embedding is scaled by √d, it is initialised with standard deviation
@@ -209,5 +218,6 @@ def token_embedding_layer(vocabulary_size, hidden_dim, scale_embeddings, tie, na
         tie_weights=tie,
         embeddings_initializer=initializer,
         reverse_dtype="float32",
+        dtype=dtype,
         name=name,
     )

@@ -101,6 +101,9 @@ class Transformer(EncoderDecoderModel):
                 owner, "padding_id", padding_id, "a token id of both vocabularies"
             )
         self.padding_id = padding_id
+        # Every layer gets the policy: the model's own does not reach them.
+        dtype = kwargs.pop("dtype", None)
+        dtype = keras.dtype_policies.get(dtype) if dtype is not None else None
 
         # === Layers ===
         self._create_decoder(
@@ -115,6 +118,7 @@ class Transformer(EncoderDecoderModel):
             layer_norm_epsilon,
             scale_embeddings,
             tie_output_embeddings,
+            dtype=dtype,
         )
         self.encoder_token_embedding = (
             self.decoder_token_embedding
@@ -125,13 +129,14 @@ class Transformer(EncoderDecoderModel):
                 scale_embeddings,
                 True,
                 name="encoder_token_embedding",
+                dtype=dtype,
             )
         )
         self.encoder_position_embedding = SinusoidalPositionEmbedding(
-            name="encoder_position_embedding"
+            dtype=dtype, name="encoder_position_embedding"
         )
         self.encoder_embedding_dropout = keras.layers.Dropout(
-            dropout, name="encoder_embedding_dropout"
+            dropout, dtype=dtype, name="encoder_embedding_dropout"
         )
         self.encoder_layers = [
             TransformerEncoder(
@@ -141,13 +146,14 @@ class Transformer(EncoderDecoderModel):
                 activation=activation,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=normalize_first,
+                dtype=dtype,
                 name=f"encoder_layer_{i}",
             )
             for i in range(num_layers)
         ]
         self.encoder_norm = (
             keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, name="encoder_norm"
+                epsilon=layer_norm_epsilon, dtype=dtype, name="encoder_norm"
             )
             if normalize_first
             else None
@@ -167,6 +173,8 @@ class Transformer(EncoderDecoderModel):
             inputs["decoder_token_ids"], encoded, encoder_padding_mask
         )
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = dtype  # functional models ignore a `dtype` argument
 
         # === Config ===
         self.vocabulary_size = vocabulary_size

@@ -101,7 +101,9 @@ def test_encode_numbers_shifts_the_target_for_teacher_forcing():
     assert all(a.dtype == np.int32 for a in arrays.values())
     # Decoder input: [START] then the digits; labels: the digits then [END].
     np.testing.assert_array_equal(decoder[:, 1:], labels[:, :-1] * (decoder[:, 1:] > 0))
-    assert decoder[1].tolist() == [1, data.TARGET_VOCABULARY.encode("7", 1)[0]] + [0] * 5
+    assert (
+        decoder[1].tolist() == [1, data.TARGET_VOCABULARY.encode("7", 1)[0]] + [0] * 5
+    )
     assert labels[1].tolist()[:3] == [decoder[1, 1], 2, 0]
     assert data.TARGET_VOCABULARY.decode(labels[0]) == "3 4 2 6 0 5"
 
@@ -128,3 +130,8 @@ def test_splits_are_fixed_by_the_seed():
         np.testing.assert_array_equal(a, b)
     other = data.split_numbers(2_000, 100, 4)
     assert not np.array_equal(first[1], other[1])
+
+
+def test_split_numbers_rejects_more_numbers_than_it_can_draw():
+    with pytest.raises(ValueError, match="split_numbers"):
+        data.split_numbers(600_000, 1_000)

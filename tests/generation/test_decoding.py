@@ -17,7 +17,6 @@ BATCH, SOURCE_LENGTH, MAX_LENGTH = 3, 5, 7
 SMALL = {
     "vocabulary_size": VOCABULARY_SIZE,
     "num_layers": 1,
-    "num_decoder_layers": 2,  # per-layer caches must stay apart
     "hidden_dim": 16,
     "intermediate_dim": 32,
     "num_heads": 2,
@@ -79,7 +78,7 @@ def sampled_tokens():
 def model_that_always_ends():
     """A model whose every position predicts `END_ID`, by construction.
 
-    The last decoder block (post-LN) ends in a layer norm; with a zero scale its
+    The decoder block (post-LN) ends in a layer norm; with a zero scale its
     output is its offset, set to the end token's (enlarged) embedding. The tied
     output projection then gives the end token the largest logit everywhere.
     """
@@ -88,7 +87,7 @@ def model_that_always_ends():
     table = keras.ops.convert_to_numpy(embeddings)
     table[END_ID] *= 10.0
     embeddings.assign(table)
-    norm = model.get_layer("decoder_layer_1").feedforward_layer_norm
+    norm = model.get_layer("decoder_layer_0").feedforward_layer_norm
     norm.gamma.assign(np.zeros(norm.gamma.shape, "float32"))
     norm.beta.assign(table[END_ID])
     return model

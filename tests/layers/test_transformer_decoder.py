@@ -21,7 +21,7 @@ from keras.src.testing import TestCase
 from keras_attn.layers.transformer_decoder import TransformerDecoder
 from keras_attn.layers.transformer_encoder import TransformerEncoder
 
-HIDDEN, HEADS, FFN = 8, 2, 16
+HIDDEN, HEADS, FFN = 8, 4, 16
 T, S = 5, 3
 DECODER_PADDING = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)  # (B, T)
 ENCODER_PADDING = np.array([[1, 1, 0], [1, 1, 1]], dtype=bool)  # (B, S)
@@ -188,18 +188,18 @@ class TransformerDecoderTest(TestCase):
         )
 
     @parameterized.named_parameters(
-        ("post_ln_decoder_only", False, False, HEADS, None),
-        ("pre_ln_decoder_only", True, False, HEADS, None),
-        ("post_ln_with_encoder", False, True, HEADS, None),
-        ("pre_ln_with_encoder", True, True, HEADS, None),
-        ("grouped_query_with_encoder", True, True, 4, 2),
+        ("post_ln_decoder_only", False, False, None),
+        ("pre_ln_decoder_only", True, False, None),
+        ("post_ln_with_encoder", False, True, None),
+        ("pre_ln_with_encoder", True, True, None),
+        ("grouped_query_with_encoder", True, True, 2),
     )
     def test_cached_decoding_one_token_at_a_time_matches_full_pass(
-        self, normalize_first, with_encoder, num_heads, num_key_value_heads
+        self, normalize_first, with_encoder, num_key_value_heads
     ):
         decoder = TransformerDecoder(
             FFN,
-            num_heads,
+            HEADS,
             normalize_first=normalize_first,
             num_key_value_heads=num_key_value_heads,
         )

@@ -18,7 +18,7 @@ from keras.src.testing import TestCase
 
 from keras_attn.layers.transformer_encoder import TransformerEncoder
 
-HIDDEN, HEADS, FFN = 8, 2, 16
+HIDDEN, HEADS, FFN = 8, 4, 16
 PADDING_MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)  # (B, T)
 
 
@@ -124,7 +124,7 @@ class TransformerEncoderTest(TestCase):
             init_kwargs={
                 "intermediate_dim": FFN,
                 "num_heads": HEADS,
-                "num_key_value_heads": 1,
+                "num_key_value_heads": 2,
                 "normalize_first": True,
             },
             input_shape=(2, 5, HIDDEN),
