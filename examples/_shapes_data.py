@@ -41,8 +41,8 @@ MAX_LENGTH = 12
 
 # Pixel centres, shared by every drawing.
 _Y, _X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE] + 0.5
-_LARGE_RADIUS = (5.5, 7.5)
-_SMALL_RADIUS = (3.5, 4.5)
+_LARGE_RADIUS = (6.5, 8.0)
+_SMALL_RADIUS = (4.0, 5.5)
 
 
 def _mask(shape, cx, cy, r):
@@ -51,7 +51,7 @@ def _mask(shape, cx, cy, r):
     if shape == "circle":
         return dx**2 + dy**2 <= r**2
     if shape == "square":  # about the circle's area
-        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
+        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.9 * r
     # An upward triangle: apex at cy - r, base at cy + 0.8 r.
     return (dy >= -r) & (dy <= 0.8 * r) & (np.abs(dx) <= 0.6 * (dy + r))
 

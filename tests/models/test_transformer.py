@@ -27,10 +27,10 @@ def small_model(**overrides):
     return Transformer(**{**SMALL, **overrides})
 
 
-def random_tokens(batch, length, seed=0, vocabulary_size=VOCABULARY_SIZE):
+def random_tokens(batch, length, seed=0):
     """Real tokens only: ids 0-2 are kept for padding, start and end."""
     rng = np.random.default_rng(seed)
-    return rng.integers(3, vocabulary_size, size=(batch, length)).astype("int32")
+    return rng.integers(3, VOCABULARY_SIZE, size=(batch, length)).astype("int32")
 
 
 def source_and_target(padded=False):
@@ -120,7 +120,9 @@ class TransformerTest(TestCase, parameterized.TestCase):
     def test_dtype_policy_reaches_every_layer_and_survives_the_config(self):
         model = small_model(dtype="mixed_bfloat16", normalize_first=True)
         restored = Transformer.from_config(model.get_config())
-        for layer in model.layers[2:] + restored.layers[2:]:  # past the inputs
+        for layer in model.layers + restored.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
             self.assertEqual(layer.dtype_policy.name, "mixed_bfloat16", layer.name)
         self.assertEqual(restored.dtype_policy.name, "mixed_bfloat16")
         self.assertEqual({weight.dtype for weight in model.weights}, {"float32"})
@@ -243,7 +245,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
         shared = small_model()
         self.assertEqual(
             model.count_params() - shared.count_params(),
-            7 * SMALL["hidden_dim"],  # a second (11 + 7)- instead of 11-row table
+            7 * SMALL["hidden_dim"],  # 11- and 7-row tables instead of one 11-row
         )
         source, target = source_and_target()
         outputs = logits(model, source, np.minimum(target, 6))
