@@ -39,53 +39,75 @@ PADDING_ID, START_ID, END_ID = TOKEN_IDS[PAD], TOKEN_IDS[START], TOKEN_IDS[END]
 # "[START] a red circle to the left of a blue square [END]"
 MAX_LENGTH = 12
 
-# Pixel centres, shared by every drawing.
+# Pixel centres, broadcast against (N, 1, 1) shape parameters.
 _Y, _X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE] + 0.5
 _LARGE_RADIUS = (6.5, 8.0)
 _SMALL_RADIUS = (4.0, 5.5)
+_CHUNK = 1000  # images drawn at once
 
 
-def _mask(shape, cx, cy, r):
-    """Boolean (32, 32) mask of one shape centred at (cx, cy), "radius" r."""
+def _masks(shape_ids, cx, cy, r):
+    """Boolean (N, 32, 32) masks; shape `SHAPES[shape_ids[n]]` at (cx, cy)."""
+    cx, cy, r = (np.asarray(v)[:, None, None] for v in (cx, cy, r))
     dx, dy = _X - cx, _Y - cy
-    if shape == "circle":
-        return dx**2 + dy**2 <= r**2
-    if shape == "square":  # about the circle's area
-        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.9 * r
+    circle = dx**2 + dy**2 <= r**2
+    square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.9 * r  # about the same area
     # An upward triangle: apex at cy - r, base at cy + 0.8 r.
-    return (dy >= -r) & (dy <= 0.8 * r) & (np.abs(dx) <= 0.6 * (dy + r))
+    triangle = (dy >= -r) & (dy <= 0.8 * r) & (np.abs(dx) <= 0.6 * (dy + r))
+    return np.choose(shape_ids[:, None, None], [circle, square, triangle])
 
 
-def _centres(rng, relation, r_large, r_small):
-    """Centres of the large and small shape that make `relation` unambiguous."""
-    _, axis, sign = RELATIONS[relation]
+def _centres(rng, relation_ids, r_large, r_small):
+    """(N, 2) x, y centres of the large and small shapes showing the relations."""
+    n = len(relation_ids)
+    relations = [RELATIONS[name] for name in RELATIONS]
+    axis = np.array([relations[i][1] for i in relation_ids])
+    sign = np.array([relations[i][2] for i in relation_ids])
     # Along the axis: at least 2 pixels between the shapes, both inside.
     gap = rng.uniform(r_large + r_small + 2, IMAGE_SIZE - r_large - r_small)
-    first, second = (r_large, r_small) if sign < 0 else (r_small, r_large)
+    first = np.where(sign < 0, r_large, r_small)  # the shape nearer 0
+    second = np.where(sign < 0, r_small, r_large)
     low = rng.uniform(first, IMAGE_SIZE - second - gap)
-    along_large = low if sign < 0 else low + gap
-    along_small = low + gap if sign < 0 else low
+    along_large = np.where(sign < 0, low, low + gap)
+    along_small = np.where(sign < 0, low + gap, low)
     # Across it: nearly aligned, at most 4 pixels apart.
-    across = rng.uniform(r_large, IMAGE_SIZE - r_large)
-    across_small = np.clip(across + rng.uniform(-4, 4), r_small, IMAGE_SIZE - r_small)
-    large, small = np.empty(2), np.empty(2)
-    large[axis], large[1 - axis] = along_large, across
-    small[axis], small[1 - axis] = along_small, across_small
+    across_large = rng.uniform(r_large, IMAGE_SIZE - r_large)
+    across_small = np.clip(
+        across_large + rng.uniform(-4, 4, n), r_small, IMAGE_SIZE - r_small
+    )
+    rows = np.arange(n)
+    large, small = np.empty((n, 2)), np.empty((n, 2))
+    large[rows, axis], large[rows, 1 - axis] = along_large, across_large
+    small[rows, axis], small[rows, 1 - axis] = along_small, across_small
     return large, small
 
 
-def draw(rng, large, small, relation):
-    """One float32 image (32, 32, 3); `large`, `small` are (colour, shape)."""
-    r_large = rng.uniform(*_LARGE_RADIUS)
-    r_small = rng.uniform(*_SMALL_RADIUS)
-    centres = _centres(rng, relation, r_large, r_small)
-    image = 0.08 + 0.04 * rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE, 3))
-    for (colour, shape), (cx, cy), r in zip(
-        (large, small), centres, (r_large, r_small)
+def _draw(rng, num_images):
+    """`num_images` random images (float32) and their captions."""
+    n = num_images
+    colours = rng.integers(len(COLOURS), size=(2, n))  # large, small
+    shapes = rng.integers(len(SHAPES), size=(2, n))
+    relation_ids = rng.integers(len(RELATIONS), size=n)
+    radii = rng.uniform(*_LARGE_RADIUS, n), rng.uniform(*_SMALL_RADIUS, n)
+    centres = _centres(rng, relation_ids, *radii)
+    palette = np.array(list(COLOURS.values()))
+    images = 0.08 + 0.04 * rng.standard_normal((n, IMAGE_SIZE, IMAGE_SIZE, 3))
+    for colour, shape, (cx, cy), r in zip(
+        colours, shapes, [c.T for c in centres], radii
     ):
-        rgb = np.clip(np.array(COLOURS[colour]) + rng.uniform(-0.08, 0.08, 3), 0, 1)
-        image[_mask(shape, cx, cy, r)] = rgb
-    return np.clip(image, 0.0, 1.0).astype("float32")
+        rgb = np.clip(palette[colour] + rng.uniform(-0.08, 0.08, (n, 3)), 0, 1)
+        inside = _masks(shape, cx, cy, r)[..., None]  # (N, 32, 32, 1)
+        images = np.where(inside, rgb[:, None, None, :], images)
+    names, relations = list(COLOURS), list(RELATIONS)
+    captions = [
+        caption(
+            (names[colours[0, i]], SHAPES[shapes[0, i]]),
+            (names[colours[1, i]], SHAPES[shapes[1, i]]),
+            relations[relation_ids[i]],
+        )
+        for i in range(n)
+    ]
+    return np.clip(images, 0.0, 1.0).astype("float32"), captions
 
 
 def caption(large, small, relation):
@@ -119,12 +141,9 @@ def detokenize(ids):
 def make_dataset(num_images, seed):
     """`(images (N, 32, 32, 3) float32 in [0, 1], captions: list of str)`."""
     rng = np.random.default_rng(seed)
-    colours, relations = list(COLOURS), list(RELATIONS)
-    images, captions = [], []
-    for _ in range(num_images):
-        large = (colours[rng.integers(4)], SHAPES[rng.integers(3)])
-        small = (colours[rng.integers(4)], SHAPES[rng.integers(3)])
-        relation = relations[rng.integers(4)]
-        images.append(draw(rng, large, small, relation))
-        captions.append(caption(large, small, relation))
-    return np.stack(images), captions
+    chunks = [
+        _draw(rng, min(_CHUNK, num_images - start))
+        for start in range(0, num_images, _CHUNK)
+    ]
+    images = np.concatenate([images for images, _ in chunks])
+    return images, [text for _, captions in chunks for text in captions]
