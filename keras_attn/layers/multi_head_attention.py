@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_attn import _checks
+from keras_attn.layers._score_recording import recorder_for
 from keras_attn.ops.attention import dot_product_attention
 from keras_attn.ops.masks import as_attention_mask
 from keras_attn.ops.masks import causal_mask
@@ -244,6 +245,9 @@ class MultiHeadAttention(keras.layers.Layer):
             key_mask,
             key is value,
         )
+        # Inside `keras_attn.inspect.attention_maps` only: keep the scores too.
+        record = recorder_for(self)
+        needs_scores = return_attention_scores or record is not None
         attended = dot_product_attention(
             q,
             k,
@@ -251,11 +255,13 @@ class MultiHeadAttention(keras.layers.Layer):
             mask=mask,
             dropout_rate=self.dropout,
             training=training,
-            return_attention_scores=return_attention_scores,
+            return_attention_scores=needs_scores,
             seed=self.seed_generator,
         )
-        if return_attention_scores:
+        if needs_scores:
             attended, scores = attended
+        if record is not None:
+            record(scores)
         output = self.attention_output(attended)  # (B, T, F)
         outputs = (output,)
         if return_attention_scores:
