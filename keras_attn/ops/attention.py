@@ -155,8 +155,10 @@ def _choose_implementation(query, key, value, apply_dropout, return_attention_sc
         return "math"
     batch, query_length, heads, _ = query.shape
     key_length = key.shape[1]
-    if None not in (query_length, key_length, heads):
-        score_bytes = 4 * (batch or 1) * heads * query_length * key_length
+    # Unknown sizes are None, or symbolic (jax2tf export) and not comparable.
+    if all(isinstance(size, int) for size in (query_length, key_length, heads)):
+        batch = batch if isinstance(batch, int) else 1
+        score_bytes = 4 * batch * heads * query_length * key_length
         if score_bytes > CHUNKED_THRESHOLD_BYTES and not _fused_is_linear_memory():
             return "chunked"
     if _fused_computes_float32_softmax(query.dtype) and _fused_supports(query, value):

@@ -1,0 +1,136 @@
+"""`export_saved_model` checked by a TensorFlow-only client."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn.export import export_saved_model
+from keras_attn.generation import generate
+from tests.export.conftest import END_ID
+from tests.export.conftest import MAX_LENGTH
+from tests.export.conftest import START_ID
+from tests.export.conftest import random_images
+from tests.export.conftest import random_tokens
+
+BATCH_SIZES = (1, 7)
+GENERATION = {"start_token_id": START_ID, "end_token_id": END_ID}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _inputs(name, batch):
+    if name == "vit":
+        return {"images": random_images(batch, seed=batch)}
+    return {
+        "encoder_token_ids": random_tokens(batch, 6, seed=batch),
+        "decoder_token_ids": random_tokens(batch, 4, seed=batch + 1),
+    }
+
+
+def _keras_outputs(model, inputs):
+    inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
+    return keras.ops.convert_to_numpy(model(inputs, training=False))
+
+
+def _generation_source(name, batch):
+    if name == "captioner":
+        return {"images": random_images(batch, seed=10 + batch)}
+    return {"encoder_token_ids": random_tokens(batch, 6, seed=10 + batch)}
+
+
+def _run_client(calls, arrays, directory):
+    request = os.path.join(directory, "request.json")
+    inputs, outputs = (os.path.join(directory, n) for n in ("in.npz", "out.npz"))
+    with open(request, "w") as file:
+        json.dump(calls, file)
+    np.savez(inputs, **arrays)
+    subprocess.run(
+        [sys.executable, "-m", "tests.export.tf_only_client", request, inputs, outputs],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    return dict(np.load(outputs))
+
+
+@pytest.fixture(scope="module")
+def served(vit, transformer, captioner, tmp_path_factory):
+    """Export three models, then call every signature once in one client."""
+    directory = tmp_path_factory.mktemp("saved_models")
+    models = {"vit": vit, "transformer": transformer, "captioner": captioner}
+    paths = {}
+    for name, model in models.items():
+        paths[name] = str(directory / name)
+        generation = GENERATION if name != "vit" else {}
+        export_saved_model(
+            model, paths[name], max_length=MAX_LENGTH, verbose=False, **generation
+        )
+    calls, arrays = [], {}
+    for batch in BATCH_SIZES:
+        for name in ("vit", "transformer"):
+            call = {"id": f"{name}_{batch}", "path": paths[name]}
+            inputs = _inputs(name, batch)
+            arrays.update({f"{call['id']}_{k}": v for k, v in inputs.items()})
+            call["inputs"] = {k: f"{call['id']}_{k}" for k in inputs}
+            calls.append({**call, "signature": "serving_default"})
+        for name in ("transformer", "captioner"):
+            call = {"id": f"{name}_generate_{batch}", "path": paths[name]}
+            inputs = _generation_source(name, batch)
+            arrays.update({f"{call['id']}_{k}": v for k, v in inputs.items()})
+            call["inputs"] = {k: f"{call['id']}_{k}" for k in inputs}
+            calls.append({**call, "signature": "generate"})
+    outputs = _run_client(calls, arrays, str(directory))
+    return {"models": models, "paths": paths, "outputs": outputs}
+
+
+def test_client_cannot_import_keras_or_keras_attn(served):
+    assert served["outputs"]["keras_import_failed"]
+
+
+@pytest.mark.parametrize("name", ["vit", "transformer"])
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_serving_default_returns_the_keras_outputs(served, name, batch):
+    expected = _keras_outputs(served["models"][name], _inputs(name, batch))
+    got = served["outputs"][f"{name}_{batch}/outputs"]
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer", "captioner"])
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_generate_signature_returns_the_python_tokens(served, name, batch):
+    source = next(iter(_generation_source(name, batch).values()))
+    expected = generate(
+        served["models"][name], source, max_length=MAX_LENGTH, **GENERATION
+    )
+    got = served["outputs"][f"{name}_generate_{batch}/token_ids"]
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, keras.ops.convert_to_numpy(expected))
+
+
+def test_saved_model_cli_lists_the_named_signatures(served):
+    shown = {}
+    for name in ("vit", "transformer"):
+        shown[name] = subprocess.run(
+            [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+            + ["show", "--dir", served["paths"][name], "--all"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        ).stdout
+    assert "signature_def['serving_default']" in shown["vit"]
+    assert "inputs['images']" in shown["vit"]
+    assert "signature_def['generate']" not in shown["vit"]
+    for expected in (
+        "signature_def['serving_default']",
+        "signature_def['generate']",
+        "inputs['encoder_token_ids']",
+        "inputs['decoder_token_ids']",
+        "outputs['token_ids']",
+    ):
+        assert expected in shown["transformer"]
