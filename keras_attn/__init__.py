@@ -1,5 +1,6 @@
 """keras_attn: attention and Transformers for Keras 3 on TensorFlow, JAX and PyTorch."""
 
+from keras_attn import distribution
 from keras_attn import generation
 from keras_attn import layers
 from keras_attn import models
@@ -8,4 +9,12 @@ from keras_attn import training
 
 __version__ = "0.1.0"
 
-__all__ = ["generation", "layers", "models", "ops", "training", "__version__"]
+__all__ = [
+    "distribution",
+    "generation",
+    "layers",
+    "models",
+    "ops",
+    "training",
+    "__version__",
+]

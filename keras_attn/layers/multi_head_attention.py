@@ -1,5 +1,7 @@
 """Multi-head attention with grouped-query heads, rotary positions and a KV cache."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -316,14 +318,43 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"key_dim={self.key_dim}."
             )
         start = [0, 0, cache_update_index, 0, 0]
-        return ops.slice_update(cache, start, ops.stack([k, v], axis=1))
+        return self._lay_out_cache(
+            ops.slice_update(cache, start, ops.stack([k, v], axis=1))
+        )
+
+    def _lay_out_cache(self, cache):
+        """Shard the cache as the active `keras.distribution` says (`<path>/cache`).
+
+        `keras_attn.distribution.layout_map` shards it over heads, like the keys
+        and values it holds. A mesh axis that does not divide its dimension
+        (a batch of 3 on 2 data-parallel devices) leaves that dimension whole:
+        the layout of an activation is a hint, not a requirement.
+        """
+        distribution = keras.distribution.distribution()
+        if distribution is None or self.path is None:
+            return cache
+        layout = distribution.get_tensor_layout(f"{self.path}/cache")
+        if layout is None:
+            return cache
+        mesh = layout.device_mesh
+        axes = tuple(
+            axis
+            if axis is not None
+            and size is not None
+            and size % _mesh_axis_size(mesh, axis) == 0
+            else None
+            for size, axis in zip(cache.shape, layout.axes)
+        )
+        layout = keras.distribution.TensorLayout(axes, mesh)
+        return keras.distribution.distribute_tensor(cache, layout)
 
     def initialize_cache(self, batch_size, max_length, dtype=None):
         """An empty key/value cache `(batch, 2, max_length, kv_heads, key_dim)`."""
-        return ops.zeros(
+        cache = ops.zeros(
             (batch_size, 2, max_length, self.kv_heads, self.key_dim),
             dtype=dtype or self.compute_dtype,
         )
+        return self._lay_out_cache(cache)
 
     def precompute_cache(self, value, key=None):
         """Project `key`/`value` once, e.g. the encoder output for cross-attention.
@@ -334,7 +365,7 @@ class MultiHeadAttention(keras.layers.Layer):
         k, v = self.key(key), self.value(value)
         if self.rotary_embedding is not None:
             k = self.rotary_embedding(k)
-        return ops.stack([k, v], axis=1)  # (B, 2, S, Hkv, Dk)
+        return self._lay_out_cache(ops.stack([k, v], axis=1))  # (B, 2, S, Hkv, Dk)
 
     def compute_output_spec(
         self,
@@ -411,3 +442,9 @@ def _output_features(owner, output_shape):
     return _checks.check_positive_int(
         owner, "output_shape", output_shape, allow_none=True
     )
+
+
+def _mesh_axis_size(mesh, axis):
+    """Devices along a mesh axis, or along several (`("batch", "model")`)."""
+    names = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return math.prod(mesh.shape[mesh.axis_names.index(name)] for name in names)

@@ -1,0 +1,155 @@
+"""JAX, 8 virtual CPU devices: `fit` under ModelParallel / DataParallel vs one device.
+
+Run as a script with KERAS_BACKEND=jax; prints one JSON line: the losses of each
+run, the variables whose sharding differs from the layout map, the KV cache
+layouts, whether generation matches, and the error of a layout that does not
+divide.
+"""
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _scenarios  # noqa: E402
+
+import keras_attn  # noqa: E402
+from keras_attn.generation import generate  # noqa: E402
+
+
+def fit_losses(build, data, distribution, initial_weights):
+    with distribution.scope():
+        model = build()
+        model.set_weights(initial_weights)
+        _scenarios.compile_model(model)
+        history = model.fit(
+            *data,
+            batch_size=_scenarios.BATCH,
+            epochs=_scenarios.STEPS,
+            shuffle=False,
+            verbose=0,
+        )
+    return history.history["loss"], model
+
+
+def sharding_mismatches(model, layouts):
+    """Paths whose sharded shape differs from what the layout map asks for."""
+    mismatches, sharded = [], 0
+    mesh = layouts.device_mesh
+    for variable in model.weights:
+        layout = layouts[variable.path]
+        axes = layout.axes if layout is not None else (None,) * len(variable.shape)
+        expected = tuple(
+            size if axis is None else size // _axis_size(mesh, axis)
+            for size, axis in zip(variable.shape, axes)
+        )
+        actual = variable.value.sharding.shard_shape(tuple(variable.shape))
+        sharded += expected != tuple(variable.shape)
+        if tuple(actual) != expected:
+            mismatches.append([variable.path, list(actual), list(expected)])
+    return mismatches, sharded
+
+
+def _axis_size(mesh, axis):
+    return mesh.shape[mesh.axis_names.index(axis)]
+
+
+def spec(array):
+    return [str(axis) for axis in array.sharding.spec]
+
+
+def main():
+    devices = keras.distribution.list_devices()
+    mesh = keras.distribution.DeviceMesh((2, 4), ("batch", "model"), devices)
+    layouts = keras_attn.distribution.layout_map(mesh)
+    model_parallel = keras.distribution.ModelParallel(
+        layout_map=layouts, batch_dim_name="batch"
+    )
+    data_parallel = keras.distribution.DataParallel(devices=devices)
+    result = {"devices": len(devices)}
+
+    cases = {
+        "vision_transformer": (
+            _scenarios.vision_transformer,
+            _scenarios.vision_data(),
+            {"data_parallel": data_parallel, "model_parallel": model_parallel},
+        ),
+        "transformer": (
+            _scenarios.transformer,
+            _scenarios.translation_data(),
+            {"model_parallel": model_parallel},
+        ),
+    }
+    models = {}
+    for name, (build, data, distributions) in cases.items():
+        keras.utils.set_random_seed(0)
+        reference = build()
+        initial = reference.get_weights()
+        _scenarios.compile_model(reference)
+        history = reference.fit(
+            *data,
+            batch_size=_scenarios.BATCH,
+            epochs=_scenarios.STEPS,
+            shuffle=False,
+            verbose=0,
+        )
+        losses = {"single": history.history["loss"]}
+        for kind, distribution in distributions.items():
+            losses[kind], model = fit_losses(build, data, distribution, initial)
+            if kind == "model_parallel":
+                mismatches, sharded = sharding_mismatches(model, layouts)
+                losses["sharding_mismatches"] = mismatches
+                losses["sharded_variables"] = sharded
+                losses["variables"] = len(model.weights)
+        result[name] = losses
+        models[name] = (reference, model)
+
+    # The KV caches of generation, and the tokens, with the trained Transformer.
+    reference, model = models["transformer"]
+    source = _scenarios.translation_data(4)[0]["encoder_token_ids"]
+    options = dict(start_token_id=1, end_token_id=2, max_length=6)
+    with model_parallel.scope():
+        encoded, mask = model.encode(source)
+        self_caches, cross_caches, _ = model.initialize_caches(encoded, mask, 6)
+        tokens = generate(model, source, **options)
+    result["cache"] = {
+        "self_attention": spec(self_caches[0]),
+        "cross_attention": spec(cross_caches[0]),
+    }
+    result["generate_equal"] = bool(
+        np.array_equal(
+            np.asarray(tokens), np.asarray(generate(reference, source, **options))
+        )
+    )
+
+    # A layout that does not divide: 3 heads on a model axis of 4 devices.
+    def three_heads():
+        return keras_attn.models.VisionTransformer(
+            image_size=8,
+            patch_size=2,
+            num_layers=1,
+            num_heads=3,
+            hidden_dim=12,
+            mlp_dim=24,
+            num_classes=10,
+            channels=1,
+        )
+
+    try:
+        with keras_attn.distribution.model_parallel(mesh).scope():
+            three_heads()
+        result["checked_error"] = None
+    except ValueError as error:
+        result["checked_error"] = str(error)
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

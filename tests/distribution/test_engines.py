@@ -1,0 +1,134 @@
+"""keras_attn models on each backend's distribution engine give single-device numbers.
+
+Each scenario runs in a subprocess (device counts and process groups must not leak
+into this one) and is compared with a single-device run of the same steps from the
+same weights. A scenario needs its own backend, so it runs once, under the tox
+environment of that backend, rather than three times.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+# Float32 sums split over devices in another order: measured differences are
+# below 3e-7 relative (see the module docstrings of the scenarios).
+RTOL = 1e-5
+
+
+def run_scenario(script, backend, **env):
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **env,
+    }
+    completed = subprocess.run(
+        [sys.executable, os.path.join(HERE, script)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [
+        line for line in completed.stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    assert completed.returncode == 0 and lines, completed.stdout + completed.stderr
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def only_on(backend):
+    return pytest.mark.skipif(
+        keras.backend.backend() != backend,
+        reason=f"runs the {backend} engine in a subprocess; covered in the "
+        f"{backend} tox environment",
+    )
+
+
+def free_port():
+    with socket.socket() as connection:
+        connection.bind(("127.0.0.1", 0))
+        return connection.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def jax_result():
+    return run_scenario(
+        "_jax_model_parallel.py",
+        "jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    )
+
+
+@only_on("jax")
+@pytest.mark.parametrize("model", ["vision_transformer", "transformer"])
+def test_model_parallel_fit_gives_single_device_losses(jax_result, model):
+    assert jax_result["devices"] == 8
+    losses = jax_result[model]
+    np.testing.assert_allclose(losses["model_parallel"], losses["single"], rtol=RTOL)
+
+
+@only_on("jax")
+def test_data_parallel_fit_gives_single_device_losses(jax_result):
+    losses = jax_result["vision_transformer"]
+    np.testing.assert_allclose(losses["data_parallel"], losses["single"], rtol=RTOL)
+
+
+@only_on("jax")
+@pytest.mark.parametrize(
+    "model, sharded", [("vision_transformer", 15), ("transformer", 17)]
+)
+def test_variables_are_sharded_as_the_layout_map_says(jax_result, model, sharded):
+    # ViT: 2 blocks x (q, k, v, out, ff in, ff out) + positions, class token,
+    # patch projection. Transformer: 1 encoder block x 6 + 1 decoder block x 10
+    # + the shared token embedding.
+    losses = jax_result[model]
+    assert losses["sharding_mismatches"] == []
+    assert losses["sharded_variables"] == sharded
+
+
+@only_on("jax")
+def test_kv_caches_are_sharded_over_heads_and_batch(jax_result):
+    expected = ["batch", "None", "None", "model", "None"]
+    assert jax_result["cache"] == {
+        "self_attention": expected,
+        "cross_attention": expected,
+    }
+
+
+@only_on("jax")
+def test_sharded_generation_gives_single_device_tokens(jax_result):
+    assert jax_result["generate_equal"]
+
+
+@only_on("jax")
+def test_model_parallel_names_the_variable_that_does_not_divide(jax_result):
+    message = jax_result["checked_error"]
+    assert "'encoder_layer_0/self_attention/query/kernel'" in message
+    assert "mesh axis 'model' (size 4)" in message
+
+
+@only_on("tensorflow")
+def test_mirrored_strategy_fit_gives_single_device_losses():
+    result = run_scenario("_tf_mirrored.py", "tensorflow")
+    assert result["replicas"] == 2
+    np.testing.assert_allclose(result["mirrored"], result["single"], rtol=RTOL)
+
+
+@only_on("torch")
+def test_ddp_steps_give_single_process_losses_and_equal_weights():
+    result = run_scenario("_torch_ddp.py", "torch", MASTER_PORT=str(free_port()))
+    np.testing.assert_allclose(result["ddp"], result["single"], rtol=RTOL)
+    assert result["ddp_rank1"] == result["ddp"]
+    assert result["rank_weight_difference"] == 0.0
+    # Adam divides by the gradients' scale, so reordered sums move weights more
+    # than losses; still far below one step (learning rate 1e-2).
+    assert result["single_weight_difference"] < 1e-3

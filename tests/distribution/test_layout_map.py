@@ -1,0 +1,187 @@
+"""`layout_map` and `check_layout`: how each variable is sharded; on every backend.
+
+A `DeviceMesh` made from device names is plain data, so the map can be built and
+checked against a model's variables without the devices (applying it is JAX's job,
+tested in test_engines.py).
+"""
+
+import keras
+import pytest
+
+from keras_attn.distribution import check_layout
+from keras_attn.distribution import layout_map
+from keras_attn.models import ImageCaptioner
+from keras_attn.models import Transformer
+from keras_attn.models import VisionTransformer
+
+
+def mesh(shape=(2, 4), axis_names=("batch", "model")):
+    devices = [f"cpu:{i}" for i in range(shape[0] * shape[1])]
+    return keras.distribution.DeviceMesh(shape, axis_names, devices)
+
+
+def vision_transformer(num_heads=4, hidden_dim=16):
+    return VisionTransformer(
+        image_size=8,
+        patch_size=2,
+        num_layers=1,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        mlp_dim=32,
+        num_classes=10,
+        channels=1,
+    )
+
+
+def transformer():
+    return Transformer(
+        vocabulary_size=24,
+        num_layers=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        num_heads=4,
+        share_embeddings=False,
+        tie_output_embeddings=False,
+    )
+
+
+def image_captioner(encoder):
+    return ImageCaptioner(
+        vocabulary_size=24,
+        image_size=8,
+        channels=1,
+        encoder=encoder,
+        patch_size=4,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        num_heads=4,
+    )
+
+
+MODELS = {
+    "vision_transformer": vision_transformer,
+    "transformer": transformer,
+    "captioner_cnn": lambda: image_captioner("cnn"),
+    "captioner_vit": lambda: image_captioner("vit"),
+}
+
+
+def axes(layouts, path):
+    layout = layouts[path]
+    return None if layout is None else layout.axes
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("encoder_layer_0/self_attention/query/kernel", (None, "model", None)),
+        ("decoder_layer_3/cross_attention/key/kernel", (None, "model", None)),
+        ("decoder_layer_0/self_attention/value/kernel", (None, "model", None)),
+        (
+            "encoder_layer_1/self_attention/attention_output/kernel",
+            ("model", None, None),
+        ),
+        ("encoder_layer_0/feedforward_intermediate_dense/kernel", (None, "model")),
+        ("decoder_layer_0/feedforward_output_dense/kernel", ("model", None)),
+        ("decoder_token_embedding/embeddings", (None, "model")),
+        ("decoder_token_embedding/reverse_embeddings", ("model", None)),
+        ("image_position_embedding/embeddings", (None, "model")),
+        ("patch_embedding/position_embedding", (None, "model")),
+        ("patch_embedding/class_token", (None, None, "model")),
+        ("patch_embedding/projection/kernel", (None, None, None, "model")),
+        (
+            "decoder_layer_0/self_attention/cache",
+            ("batch", None, None, "model", None),
+        ),
+    ],
+)
+def test_sharded_variables(path, expected):
+    assert axes(layout_map(mesh()), path) == expected
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_biases_norms_and_heads_are_replicated(model):
+    layouts = layout_map(mesh())
+    for variable in MODELS[model]().weights:
+        path = variable.path
+        if path.endswith(("/bias", "/gamma", "/beta")) or path.startswith(
+            ("head/", "image_conv", "image_projection")
+        ):
+            assert axes(layouts, path) is None, path
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_variable_has_one_layout_that_divides(model):
+    # A LayoutMap raises when a path matches two keys; check_layout looks up all.
+    model = MODELS[model]()
+    layouts = layout_map(mesh())
+    check_layout(model, layouts)
+    sharded = [v.path for v in model.weights if layouts[v.path] is not None]
+    attention = [p for p in sharded if "attention" in p]
+    assert len(attention) == 4 * sum("query/kernel" in p for p in sharded)
+
+
+def test_axis_names_are_the_ones_given():
+    layouts = layout_map(mesh(axis_names=("data", "heads")), "heads", "data")
+    assert axes(layouts, "x/self_attention/query/kernel") == (None, "heads", None)
+    assert axes(layouts, "x/self_attention/cache") == (
+        "data",
+        None,
+        None,
+        "heads",
+        None,
+    )
+
+
+def test_a_mesh_without_batch_axis():
+    layouts = layout_map(mesh((1, 8), ("replica", "model")), batch_axis=None)
+    assert axes(layouts, "x/self_attention/cache") == (None, None, None, "model", None)
+
+
+def test_heads_not_divisible_by_the_model_axis_name_variable_and_axis():
+    model = vision_transformer(num_heads=3, hidden_dim=12)
+    with pytest.raises(ValueError) as error:
+        check_layout(model, layout_map(mesh()))
+    message = str(error.value)
+    assert "'encoder_layer_0/self_attention/query/kernel'" in message
+    assert "shape (12, 3, 4)" in message
+    assert "dimension 1 (size 3)" in message
+    assert "mesh axis 'model' (size 4)" in message
+
+
+def test_a_model_axis_that_divides_the_heads_passes():
+    model = vision_transformer(num_heads=3, hidden_dim=12)
+    check_layout(model, layout_map(mesh((8, 1))))
+
+
+def test_check_layout_accepts_a_list_of_variables():
+    model = vision_transformer()
+    check_layout(model.weights, layout_map(mesh()))
+
+
+def test_layout_of_the_wrong_rank_is_an_error():
+    layouts = layout_map(mesh())
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(2, name="feedforward_output_dense")]
+    )
+    variable = model.weights[0]
+    layouts[variable.path] = ("model", None, None)
+    with pytest.raises(ValueError, match="has rank 2, but its layout"):
+        check_layout(model, layouts)
+
+
+@pytest.mark.parametrize(
+    "arguments, match",
+    [
+        ({"device_mesh": "cpu:0"}, "argument `device_mesh` must be a"),
+        ({"model_axis": "heads"}, "argument `model_axis` must be one of"),
+        ({"batch_axis": "data"}, "argument `batch_axis` must be one of"),
+        ({"model_axis": "batch"}, "must differ; both are 'batch'"),
+    ],
+)
+def test_bad_arguments(arguments, match):
+    arguments = {"device_mesh": mesh(), **arguments}
+    with pytest.raises(ValueError, match=match):
+        layout_map(**arguments)
