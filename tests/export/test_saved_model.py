@@ -33,7 +33,7 @@ def _inputs(name, batch):
 
 def _keras_outputs(model, inputs):
     inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
-    return keras.ops.convert_to_numpy(model(inputs, training=False))
+    return keras.ops.convert_to_numpy(model.predict_on_batch(inputs))
 
 
 def _generation_source(name, batch):

@@ -1,0 +1,57 @@
+"""`export_onnx` from the current backend, run in onnxruntime."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn.export import export_onnx
+from tests.export.conftest import random_images
+from tests.export.conftest import random_tokens
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="the `onnx` extra")
+
+BATCH_SIZES = (1, 7)
+
+
+def _inputs(name, batch):
+    if name == "vit":
+        return {"images": random_images(batch, seed=batch)}
+    return {
+        "encoder_token_ids": random_tokens(batch, 6, seed=batch),
+        "decoder_token_ids": random_tokens(batch, 4, seed=batch + 1),
+    }
+
+
+@pytest.fixture(scope="module")
+def sessions(vit, transformer, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("onnx")
+    models = {"vit": vit, "transformer": transformer}
+    sessions = {}
+    for name, model in models.items():
+        path = export_onnx(model, str(directory / f"{name}.onnx"), verbose=False)
+        sessions[name] = onnxruntime.InferenceSession(
+            path, providers=["CPUExecutionProvider"]
+        )
+    return models, sessions
+
+
+@pytest.mark.parametrize("name", ["vit", "transformer"])
+def test_inputs_are_named_and_the_batch_is_dynamic(sessions, name):
+    _, sessions = sessions
+    inputs = {i.name: i.shape for i in sessions[name].get_inputs()}
+    assert sorted(inputs) == sorted(_inputs(name, 1))
+    for shape in inputs.values():
+        assert isinstance(shape[0], str)  # a symbolic size
+    assert [o.name for o in sessions[name].get_outputs()] == ["outputs"]
+
+
+@pytest.mark.parametrize("name", ["vit", "transformer"])
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+def test_onnxruntime_returns_the_keras_outputs(sessions, name, batch):
+    models, sessions = sessions
+    inputs = _inputs(name, batch)
+    (got,) = sessions[name].run(None, inputs)
+    model_inputs = inputs if len(inputs) > 1 else inputs["images"]
+    expected = keras.ops.convert_to_numpy(models[name].predict_on_batch(model_inputs))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
