@@ -2,6 +2,7 @@
 
 from keras_attn import distribution
 from keras_attn import generation
+from keras_attn import inspect
 from keras_attn import layers
 from keras_attn import models
 from keras_attn import ops
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "distribution",
     "generation",
+    "inspect",
     "layers",
     "models",
     "ops",

@@ -24,6 +24,10 @@ def sequence(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
+def numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
 def vit():
     return VisionTransformer(
         image_size=8,
@@ -76,8 +80,8 @@ def test_maps_equal_the_scores_the_layers_return():
         f"{first.name}/self_attention",
         f"{second.name}/self_attention",
     ]
-    np.testing.assert_allclose(maps[list(maps)[0]], first_scores, atol=1e-6)
-    np.testing.assert_allclose(maps[list(maps)[1]], second_scores, atol=1e-6)
+    np.testing.assert_allclose(maps[list(maps)[0]], numpy(first_scores), atol=1e-6)
+    np.testing.assert_allclose(maps[list(maps)[1]], numpy(second_scores), atol=1e-6)
 
 
 def test_self_and_cross_attention_of_a_decoder_are_told_apart():
@@ -90,8 +94,12 @@ def test_self_and_cross_attention_of_a_decoder_are_told_apart():
 
     _, self_scores, cross_scores = decoder(*inputs, return_attention_scores=True)
     assert list(maps) == ["decoder/self_attention", "decoder/cross_attention"]
-    np.testing.assert_allclose(maps["decoder/self_attention"], self_scores, atol=1e-6)
-    np.testing.assert_allclose(maps["decoder/cross_attention"], cross_scores, atol=1e-6)
+    np.testing.assert_allclose(
+        maps["decoder/self_attention"], numpy(self_scores), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        maps["decoder/cross_attention"], numpy(cross_scores), atol=1e-6
+    )
 
 
 def test_vision_transformer_maps_cover_every_layer_and_token():
@@ -154,7 +162,7 @@ def test_normal_calls_keep_their_outputs_and_fused_path(monkeypatch):
         return chosen[-1]
 
     monkeypatch.setattr(attention_ops, "_choose_implementation", spy)
-    before = keras.ops.convert_to_numpy(model(IMAGES))
+    before = numpy(model(IMAGES))
     normal = list(chosen)
 
     chosen.clear()
@@ -162,7 +170,7 @@ def test_normal_calls_keep_their_outputs_and_fused_path(monkeypatch):
     assert chosen == ["math", "math"]
 
     chosen.clear()
-    after = keras.ops.convert_to_numpy(model(IMAGES))
+    after = numpy(model(IMAGES))
     np.testing.assert_array_equal(after, before)
     assert chosen == normal
     if keras.backend.backend() in ("jax", "torch"):
