@@ -125,5 +125,10 @@ def class_token_map(matrix, grid_shape, num_prefix_tokens=1, token_index=0):
         grid_shape,
         num_prefix_tokens,
     )
+    if not -matrix.shape[-2] <= token_index < matrix.shape[-2]:
+        raise ValueError(
+            f"{owner}: argument `token_index` must index one of the "
+            f"{matrix.shape[-2]} query rows; received {token_index!r}."
+        )
     row = matrix[..., token_index, num_prefix_tokens:]  # (..., N)
     return row.reshape(row.shape[:-1] + grid_shape)

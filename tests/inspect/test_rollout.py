@@ -70,6 +70,11 @@ def test_class_token_map_rejects_a_grid_that_does_not_fit():
         inspect.class_token_map(np.zeros((1, 17, 17)), (3, 3))
 
 
+def test_class_token_map_rejects_a_row_that_does_not_exist():
+    with pytest.raises(ValueError, match="token_index.*17 query rows.*17"):
+        inspect.class_token_map(np.zeros((1, 17, 17)), 4, token_index=17)
+
+
 def test_rollout_rejects_cross_attention_maps():
     with pytest.raises(ValueError, match="self-attention maps.*'cross'"):
         inspect.attention_rollout({"cross": np.zeros((1, 2, 4, 5))})
