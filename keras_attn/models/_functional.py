@@ -11,9 +11,21 @@ import keras
 class FunctionalModel(keras.Model):
     """A functional `keras.Model` whose layers are attributes set before `__init__`."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = dtype  # functional models ignore a `dtype` argument
         self._initialized = True
+
+    @staticmethod
+    def _pop_dtype_policy(kwargs):
+        """The `dtype` in `kwargs` as a `DTypePolicy` (or None), removed from them.
+
+        Subclasses give it to every layer they create: the policy of a functional
+        model does not reach layers created before its `__init__`.
+        """
+        dtype = kwargs.pop("dtype", None)
+        return None if dtype is None else keras.dtype_policies.get(dtype)
 
     def __setattr__(self, name, value):
         # torch.nn.Module refuses sub-modules before its __init__ ran. Every layer

@@ -23,6 +23,7 @@ from keras import ops
 from keras_attn import _checks
 from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_attn.layers.transformer_decoder import TransformerDecoder
+from keras_attn.layers.transformer_encoder import TransformerEncoder
 from keras_attn.models._functional import FunctionalModel
 
 
@@ -87,30 +88,63 @@ class EncoderDecoderModel(FunctionalModel):
             )
             for i in range(num_layers)
         ]
-        # Pre-LN stacks end with a norm; post-LN blocks already end normalised.
-        self.decoder_norm = (
-            keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, dtype=dtype, name="decoder_norm"
-            )
-            if normalize_first
-            else None
+        self.decoder_norm = _final_norm(
+            normalize_first, layer_norm_epsilon, dtype, "decoder_norm"
         )
+
+    def _create_encoder_stack(
+        self,
+        num_layers,
+        intermediate_dim,
+        num_heads,
+        dropout,
+        activation,
+        normalize_first,
+        layer_norm_epsilon,
+        dtype=None,
+    ):
+        """Create `encoder_embedding_dropout`, `encoder_layer_{i}`, `encoder_norm`."""
+        self.encoder_embedding_dropout = keras.layers.Dropout(
+            dropout, dtype=dtype, name="encoder_embedding_dropout"
+        )
+        self.encoder_layers = [
+            TransformerEncoder(
+                intermediate_dim,
+                num_heads,
+                dropout=dropout,
+                activation=activation,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=normalize_first,
+                dtype=dtype,
+                name=f"encoder_layer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.encoder_norm = _final_norm(
+            normalize_first, layer_norm_epsilon, dtype, "encoder_norm"
+        )
+
+    def _run_encoder_stack(self, x, padding_mask=None, training=None):
+        """Embedded inputs `(B, S, D)` through dropout, the blocks and the norm."""
+        x = self.encoder_embedding_dropout(x, training=training)
+        for layer in self.encoder_layers:
+            x = layer(x, padding_mask=padding_mask, training=training)
+        if self.encoder_norm is not None:
+            x = self.encoder_norm(x)
+        return x
 
     def embed_tokens(
         self,
         embedding,
         position_embedding,
-        dropout,
         token_ids,
         start_index=0,
-        training=None,
     ):
-        """Token embedding (× √d when scaled) + sinusoidal positions + dropout."""
+        """Token embedding (× √d when scaled) + sinusoidal positions."""
         x = embedding(token_ids)  # (B, T, D)
         if self._scale_embeddings:
             x = x * ops.cast(math.sqrt(self._hidden_dim), x.dtype)
-        x = x + position_embedding(x, start_index=start_index)
-        return dropout(x, training=training)
+        return x + position_embedding(x, start_index=start_index)
 
     def encode(self, inputs, training=None):
         """`(encoder_sequence (B, S, D), encoder_padding_mask (B, S) or None)`."""
@@ -143,11 +177,10 @@ class EncoderDecoderModel(FunctionalModel):
         x = self.embed_tokens(
             self.decoder_token_embedding,
             self.decoder_position_embedding,
-            self.decoder_embedding_dropout,
             token_ids,
             start_index,
-            training,
         )
+        x = self.decoder_embedding_dropout(x, training=training)
         if caches is None:
             padding_mask = ops.not_equal(token_ids, self.padding_id)
             for layer in self.decoder_layers:
@@ -197,6 +230,13 @@ class EncoderDecoderModel(FunctionalModel):
         if encoder_padding_mask is None:
             encoder_padding_mask = ops.ones(ops.shape(encoder_sequence)[:2], "bool")
         return self_caches, cross_caches, encoder_padding_mask
+
+
+def _final_norm(normalize_first, epsilon, dtype, name):
+    """Pre-LN stacks end with a norm; post-LN blocks already end normalised."""
+    if not normalize_first:
+        return None
+    return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
 
 
 def token_embedding_layer(

@@ -9,7 +9,6 @@ from keras import ops
 from keras_attn import _checks
 from keras_attn.layers.patch_embedding import PatchEmbedding
 from keras_attn.layers.position_embedding import PositionEmbedding
-from keras_attn.layers.transformer_encoder import TransformerEncoder
 from keras_attn.models.encoder_decoder import EncoderDecoderModel
 
 _ENCODERS = ("cnn", "vit")
@@ -153,6 +152,7 @@ class ImageCaptioner(EncoderDecoderModel):
             )
         self.padding_id = int(padding_id)
         self._image_shape = (height, width, channels)
+        dtype = self._pop_dtype_policy(kwargs)
 
         # === Layers ===
         self._create_decoder(
@@ -167,37 +167,27 @@ class ImageCaptioner(EncoderDecoderModel):
             layer_norm_epsilon,
             scale_embeddings,
             tie_output_embeddings,
+            dtype=dtype,
         )
         if encoder == "cnn":
-            self._create_cnn_stem(patch_size, hidden_dim, height, width)
+            self._create_cnn_stem(patch_size, hidden_dim, height, width, dtype)
         else:
             self.patch_embedding = PatchEmbedding(
                 patch_size=patch_size,
                 hidden_dim=hidden_dim,
                 use_class_token=False,
+                dtype=dtype,
                 name="patch_embedding",
             )
-        self.encoder_embedding_dropout = keras.layers.Dropout(
-            dropout, name="encoder_embedding_dropout"
-        )
-        self.encoder_layers = [
-            TransformerEncoder(
-                intermediate_dim,
-                num_heads,
-                dropout=dropout,
-                activation=activation,
-                layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=normalize_first,
-                name=f"encoder_layer_{i}",
-            )
-            for i in range(num_encoder_layers)
-        ]
-        self.encoder_norm = (
-            keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, name="encoder_norm"
-            )
-            if normalize_first
-            else None
+        self._create_encoder_stack(
+            num_encoder_layers,
+            intermediate_dim,
+            num_heads,
+            dropout,
+            activation,
+            normalize_first,
+            layer_norm_epsilon,
+            dtype=dtype,
         )
 
         # === Functional model ===
@@ -210,7 +200,7 @@ class ImageCaptioner(EncoderDecoderModel):
         }
         encoded, _ = self.encode(inputs["images"])
         logits, _ = self.decode(inputs["decoder_token_ids"], encoded)
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
         # `call` checks the images and names the argument; the functional input
         # spec would reject them first with a generic message.
         self.input_spec = None
@@ -234,30 +224,37 @@ class ImageCaptioner(EncoderDecoderModel):
         self.scale_embeddings = scale_embeddings
         self.layer_norm_epsilon = layer_norm_epsilon
 
-    def _create_cnn_stem(self, patch_size, hidden_dim, height, width):
+    def _create_cnn_stem(self, patch_size, hidden_dim, height, width, dtype):
         """Conv blocks that each halve the resolution, then a projection."""
         num_blocks = patch_size.bit_length() - 1  # log2(patch_size)
         self.image_convs, self.image_norms, self.image_pools = [], [], []
         for i in range(num_blocks):
             filters = max(hidden_dim >> (num_blocks - 1 - i), 8)
             self.image_convs.append(
-                keras.layers.Conv2D(filters, 3, padding="same", name=f"image_conv_{i}")
+                keras.layers.Conv2D(
+                    filters, 3, padding="same", dtype=dtype, name=f"image_conv_{i}"
+                )
             )
             # GroupNorm, not BatchNorm: training and inference compute the same.
             self.image_norms.append(
                 keras.layers.GroupNormalization(
-                    groups=math.gcd(filters, 8), name=f"image_norm_{i}"
+                    groups=math.gcd(filters, 8), dtype=dtype, name=f"image_norm_{i}"
                 )
             )
-            self.image_pools.append(keras.layers.MaxPooling2D(name=f"image_pool_{i}"))
-        self.image_projection = keras.layers.Dense(hidden_dim, name="image_projection")
+            self.image_pools.append(
+                keras.layers.MaxPooling2D(dtype=dtype, name=f"image_pool_{i}")
+            )
+        self.image_projection = keras.layers.Dense(
+            hidden_dim, dtype=dtype, name="image_projection"
+        )
         # A layer, not `ops.reshape`: the functional graph would freeze the batch.
         self.image_flatten = keras.layers.Reshape(
-            (-1, hidden_dim), name="image_flatten"
+            (-1, hidden_dim), dtype=dtype, name="image_flatten"
         )
         self.image_position_embedding = PositionEmbedding(
             (height // patch_size) * (width // patch_size),
             initializer=keras.initializers.RandomNormal(stddev=0.02),
+            dtype=dtype,
             name="image_position_embedding",
         )
 
@@ -280,12 +277,7 @@ class ImageCaptioner(EncoderDecoderModel):
         if not _is_float(images.dtype):
             images = ops.cast(images, "float32")
         x = self._embed_images(images)  # (B, S, D)
-        x = self.encoder_embedding_dropout(x, training=training)
-        for layer in self.encoder_layers:
-            x = layer(x, training=training)
-        if self.encoder_norm is not None:
-            x = self.encoder_norm(x)
-        return x, None
+        return self._run_encoder_stack(x, training=training), None
 
     def _check_images(self, images):
         # Called from `__init__` too, before `keras.Model` has named the model.

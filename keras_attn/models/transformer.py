@@ -5,7 +5,6 @@ from keras import ops
 
 from keras_attn import _checks
 from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
-from keras_attn.layers.transformer_encoder import TransformerEncoder
 from keras_attn.models.encoder_decoder import EncoderDecoderModel
 from keras_attn.models.encoder_decoder import token_embedding_layer
 
@@ -101,9 +100,7 @@ class Transformer(EncoderDecoderModel):
                 owner, "padding_id", padding_id, "a token id of both vocabularies"
             )
         self.padding_id = padding_id
-        # Every layer gets the policy: the model's own does not reach them.
-        dtype = kwargs.pop("dtype", None)
-        dtype = keras.dtype_policies.get(dtype) if dtype is not None else None
+        dtype = self._pop_dtype_policy(kwargs)
 
         # === Layers ===
         self._create_decoder(
@@ -135,28 +132,15 @@ class Transformer(EncoderDecoderModel):
         self.encoder_position_embedding = SinusoidalPositionEmbedding(
             dtype=dtype, name="encoder_position_embedding"
         )
-        self.encoder_embedding_dropout = keras.layers.Dropout(
-            dropout, dtype=dtype, name="encoder_embedding_dropout"
-        )
-        self.encoder_layers = [
-            TransformerEncoder(
-                intermediate_dim,
-                num_heads,
-                dropout=dropout,
-                activation=activation,
-                layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=normalize_first,
-                dtype=dtype,
-                name=f"encoder_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        self.encoder_norm = (
-            keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, dtype=dtype, name="encoder_norm"
-            )
-            if normalize_first
-            else None
+        self._create_encoder_stack(
+            num_layers,
+            intermediate_dim,
+            num_heads,
+            dropout,
+            activation,
+            normalize_first,
+            layer_norm_epsilon,
+            dtype=dtype,
         )
 
         # === Functional model ===
@@ -172,9 +156,7 @@ class Transformer(EncoderDecoderModel):
         logits, _ = self.decode(
             inputs["decoder_token_ids"], encoded, encoder_padding_mask
         )
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
-        if dtype is not None:
-            self.dtype_policy = dtype  # functional models ignore a `dtype` argument
+        super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
@@ -197,15 +179,9 @@ class Transformer(EncoderDecoderModel):
         x = self.embed_tokens(
             self.encoder_token_embedding,
             self.encoder_position_embedding,
-            self.encoder_embedding_dropout,
             encoder_token_ids,
-            training=training,
         )
-        for layer in self.encoder_layers:
-            x = layer(x, padding_mask=padding_mask, training=training)
-        if self.encoder_norm is not None:
-            x = self.encoder_norm(x)
-        return x, padding_mask
+        return self._run_encoder_stack(x, padding_mask, training), padding_mask
 
     def get_config(self):
         return {

@@ -130,6 +130,19 @@ class ImageCaptionerTest(TestCase, parameterized.TestCase):
             keras.ops.convert_to_numpy(model(inputs)),
         )
 
+    @parameterized.named_parameters(ENCODERS)
+    def test_dtype_policy_reaches_every_layer_and_logits_stay_float32(self, encoder):
+        model = small_model(encoder=encoder, dtype="mixed_bfloat16")
+        restored = ImageCaptioner.from_config(model.get_config())
+        for layer in model.layers + restored.layers:
+            if not isinstance(layer, keras.layers.InputLayer):
+                self.assertEqual(layer.dtype_policy.name, "mixed_bfloat16", layer.name)
+        self.assertEqual({weight.dtype for weight in model.weights}, {"float32"})
+        inputs = {"images": random_images(2), "decoder_token_ids": random_tokens(2, 5)}
+        outputs = model(inputs)
+        self.assertEqual(keras.backend.standardize_dtype(outputs.dtype), "float32")
+        self.assertTrue(np.all(np.isfinite(keras.ops.convert_to_numpy(outputs))))
+
     def test_config_keys_are_constructor_arguments(self):
         model = shared_model("cnn")
         parameters = set(inspect.signature(ImageCaptioner).parameters) - {"kwargs"}
