@@ -59,13 +59,28 @@ def free_port():
         return connection.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def jax_result():
-    return run_scenario(
-        "_jax_model_parallel.py",
-        "jax",
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-    )
+@pytest.fixture(scope="session")
+def jax_result(tmp_path_factory):
+    """The JAX scenario's result, computed once even under pytest-xdist."""
+
+    def run():
+        return run_scenario(
+            "_jax_model_parallel.py",
+            "jax",
+            XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        )
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return run()
+    # Workers share the parent of their base temporary directory (the
+    # pytest-xdist recipe for session data); the first one runs the scenario.
+    from filelock import FileLock  # a dependency of torch and of tox
+
+    path = tmp_path_factory.getbasetemp().parent / "jax_model_parallel.json"
+    with FileLock(f"{path}.lock"):
+        if not path.is_file():
+            path.write_text(json.dumps(run()))
+        return json.loads(path.read_text())
 
 
 @only_on("jax")
