@@ -100,3 +100,26 @@ def test_a_custom_input_signature_fixes_sizes(tmp_path):
         verbose=False,
     )
     assert os.path.isdir(path)
+
+
+def test_a_missing_subprocess_backend_fails_with_a_clear_message(
+    vit, tmp_path, monkeypatch
+):
+    # The route that runs another backend: TensorFlow for a torch model's
+    # SavedModel, torch for the ONNX file of a TensorFlow or JAX model.
+    from keras_attn.export import _subprocess
+
+    monkeypatch.setattr(_subprocess.importlib.util, "find_spec", lambda name: None)
+    on_torch = keras.backend.backend() == "torch"
+    export, missing = (
+        (export_saved_model, "tensorflow")
+        if on_torch
+        else (
+            export_onnx,
+            "torch",
+        )
+    )
+    path = str(tmp_path / "exported")
+    with pytest.raises(RuntimeError, match=f"{missing} is not installed"):
+        export(vit, path, verbose=False)
+    assert not os.path.exists(path)
