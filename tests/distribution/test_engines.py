@@ -18,8 +18,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-# Float32 sums split over devices in another order: measured differences are
-# below 3e-7 relative (see the module docstrings of the scenarios).
+# Float32 sums split over devices add up in another order: the measured losses
+# differ by at most 2e-7 relative (JAX, TensorFlow and torch alike).
 RTOL = 1e-5
 
 
