@@ -1,0 +1,239 @@
+"""Reading foreign checkpoints without pickle, and checked copies into Keras models.
+
+A converter is a pure function from a state dict (`{name: numpy array}`) to a
+*plan*: a list of `Entry(target, source, shape, transform)` saying which source
+tensor, of which shape, fills which model variable after which transform
+(a transpose, a reshape into heads). `apply_plan` checks every name and shape,
+then every target, before it writes anything, and each error names the tensor,
+the shape expected and the shape found.
+"""
+
+import json
+import os
+import re
+import zipfile
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+# Formats read without unpickling arbitrary objects.
+_SAFETENSORS = ".safetensors"
+_NPZ = ".npz"
+_TORCH = (".pt", ".pth", ".bin")
+
+
+class Entry(NamedTuple):
+    """One model variable and where it comes from.
+
+    `target` is the variable's path in the model (`encoder_layer_0/...`);
+    `source` the checkpoint name, or `None` for a zero-filled variable (a bias
+    the source does not have); `shape` the source shape expected; `transform`
+    maps the source array to the variable's layout.
+    """
+
+    target: str
+    source: str | None
+    shape: tuple | None = None
+    transform: Callable = np.asarray
+
+
+def read_state_dict(path):
+    """Reads `{name: numpy array}` from a `.safetensors`, `.npz` or torch file.
+
+    Torch files (`.pt`, `.pth`, `.bin`) are read with
+    `torch.load(weights_only=True)`, `.npz` with `allow_pickle=False`; anything
+    else, a pickle in particular, is refused.
+
+    Args:
+        path: string or path-like, the checkpoint file.
+
+    Returns:
+        dict from tensor name to `numpy.ndarray`.
+
+    Raises:
+        ValueError: the file is missing, of an unknown format, or needs pickle.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"read_state_dict: argument `path` must be an existing checkpoint file; "
+            f"received {path!r}."
+        )
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == _SAFETENSORS:
+        from safetensors.numpy import load_file
+
+        return dict(load_file(path))
+    if suffix == _NPZ:
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except ValueError as error:  # object arrays need pickle
+            raise ValueError(_pickle_refused(path, error)) from None
+    if suffix in _TORCH:
+        return _read_torch(path)
+    raise ValueError(
+        f"read_state_dict: argument `path` must name a {_SAFETENSORS}, {_NPZ} or "
+        f"torch ({', '.join(_TORCH)}) checkpoint; received {path!r}. Pickle files "
+        f"are refused: loading them can run arbitrary code."
+    )
+
+
+def _read_torch(path):
+    if not zipfile.is_zipfile(path):  # the legacy torch format is a bare pickle
+        raise ValueError(_pickle_refused(path, "not a torch zip archive"))
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError for unsafe globals
+        raise ValueError(_pickle_refused(path, error)) from None
+    return state_dict_to_numpy(state)
+
+
+def _pickle_refused(path, reason):
+    return (
+        f"read_state_dict: argument `path` must be a checkpoint readable without "
+        f"pickle (safetensors, npz without object arrays, or a torch file of "
+        f"tensors for torch.load(weights_only=True)); received {path!r} ({reason})."
+    )
+
+
+def state_dict_to_numpy(state):
+    """A copy of `state` with torch tensors (or anything array-like) as NumPy."""
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"state_dict_to_numpy: argument `state` must be a dict of tensors; "
+            f"received a {type(state).__name__}."
+        )
+    converted = {}
+    for name, value in state.items():
+        if hasattr(value, "detach"):  # torch.Tensor, without importing torch
+            value = value.detach().cpu().float().numpy()
+        converted[name] = np.asarray(value)
+    return converted
+
+
+def read_json(path):
+    """The JSON object in `path` (a Hugging Face `config.json`)."""
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _take(state, entry, owner):
+    if entry.source not in state:
+        last = re.split(r"[./]", entry.source)[-1]
+        near = sorted(n for n in state if re.split(r"[./]", n)[-1] == last)[:5]
+        raise ValueError(
+            f"{owner}: the checkpoint has no tensor {entry.source!r} (expected shape "
+            f"{entry.shape}, for {entry.target!r}); found none. Names that end "
+            f"alike: {near or 'none'}."
+        )
+    array = np.asarray(state[entry.source])
+    if entry.shape is not None and tuple(array.shape) != tuple(entry.shape):
+        raise ValueError(
+            f"{owner}: tensor {entry.source!r} must have shape {tuple(entry.shape)} "
+            f"(for {entry.target!r}); found shape {tuple(array.shape)}."
+        )
+    return entry.transform(array)
+
+
+def apply_plan(model, state, plan, owner, ignore=()):
+    """Checks `state` against `plan`, then copies it into `model`'s variables.
+
+    Args:
+        model: a built Keras model whose variables have the plan's paths.
+        state: dict from source name to array.
+        plan: list of `Entry`.
+        owner: string, the function named in error messages.
+        ignore: source names that may be in `state` without being used.
+
+    Raises:
+        ValueError: a source tensor is missing or mis-shaped, a checkpoint
+            tensor is not used, or a model variable is not covered.
+    """
+    variables = {v.path: v for v in model.weights}
+    values = {}
+    for entry in plan:
+        value = _zeros_for(variables, entry) if entry.source is None else None
+        if value is None:
+            value = _take(state, entry, owner)
+        variable = variables.get(entry.target)
+        if variable is None:
+            raise ValueError(
+                f"{owner}: the model has no variable {entry.target!r} (for "
+                f"{entry.source!r}); it has {sorted(variables)}."
+            )
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"{owner}: tensor {entry.source!r} gives {entry.target!r} shape "
+                f"{tuple(value.shape)}; the model variable has shape "
+                f"{tuple(variable.shape)}."
+            )
+        values[entry.target] = value
+    used = {entry.source for entry in plan}
+    unused = sorted(set(state) - used - set(ignore))
+    if unused:
+        raise ValueError(
+            f"{owner}: the checkpoint has tensors this model has no place for: "
+            f"{unused}."
+        )
+    uncovered = sorted(set(variables) - set(values))
+    if uncovered:
+        raise ValueError(f"{owner}: no checkpoint tensor fills {uncovered}.")
+    for path, value in values.items():
+        variables[path].assign(value.astype(variables[path].dtype))
+
+
+def _zeros_for(variables, entry):
+    variable = variables.get(entry.target)
+    return None if variable is None else np.zeros(variable.shape, "float32")
+
+
+def dense_kernel(weight):
+    """A `torch.nn.Linear` weight `(out, in)` as a Keras `Dense` kernel `(in, out)`."""
+    return np.ascontiguousarray(weight.T)
+
+
+def heads_kernel(num_heads):
+    """`(heads * head_dim, hidden)` Linear weight → `(hidden, heads, head_dim)`."""
+
+    def transform(weight):
+        return np.ascontiguousarray(weight.T.reshape(weight.shape[1], num_heads, -1))
+
+    return transform
+
+
+def heads_bias(num_heads):
+    """`(heads * head_dim,)` → `(heads, head_dim)`."""
+
+    def transform(bias):
+        return bias.reshape(num_heads, -1)
+
+    return transform
+
+
+def output_kernel(num_heads):
+    """`(hidden, heads * head_dim)` Linear weight → `(heads, head_dim, hidden)`."""
+
+    def transform(weight):
+        return np.ascontiguousarray(weight.T.reshape(num_heads, -1, weight.shape[0]))
+
+    return transform
+
+
+def resample_positions(table, old_grid, new_grid, num_prefix_tokens=1):
+    """A position table `(1, P + old², D)` resampled to `new_grid` (NumPy in/out).
+
+    The bicubic kernel of `keras_attn.ops.resample_position_grid` (PyTorch's,
+    a = -0.75), so a converted model equals the source library's interpolation.
+    """
+    from keras import ops
+
+    from keras_attn.ops.resize import resample_position_grid
+
+    table = resample_position_grid(
+        table, old_grid, new_grid, num_prefix_tokens=num_prefix_tokens
+    )
+    return np.asarray(ops.convert_to_numpy(table))

@@ -1,0 +1,148 @@
+"""Hugging Face ViT checkpoints convert to the same logits as transformers gives."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+from keras_attn.convert import vit_from_huggingface  # noqa: E402
+
+# Logits of a float32 model; the ops differ in order only.
+TOLERANCE = 1e-4
+
+
+def _config(**overrides):
+    config = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=16,
+        patch_size=4,
+        num_labels=5,
+        layer_norm_eps=1e-6,
+    )
+    config.update(overrides)
+    return transformers.ViTConfig(**config)
+
+
+def _randomised(model):
+    """Random weights everywhere (HF zero-initialises biases and norms)."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            parameter.add_(0.2 * noise)
+    return model.eval()
+
+
+def _classifier(**overrides):
+    torch.manual_seed(0)
+    return _randomised(transformers.ViTForImageClassification(_config(**overrides)))
+
+
+def _images(size, batch=2):
+    return np.random.RandomState(1).rand(batch, 3, size, size).astype("float32")
+
+
+def _torch_output(model, images, **kwargs):
+    with torch.no_grad():
+        output = model(torch.from_numpy(images), **kwargs)
+    return (
+        output.logits if hasattr(output, "logits") else output.pooler_output
+    ).numpy()
+
+
+def _keras_output(model, images):
+    return keras.ops.convert_to_numpy(model(images.transpose(0, 2, 3, 1)))
+
+
+def test_safetensors_directory_gives_the_same_logits(tmp_path):
+    source = _classifier()
+    source.save_pretrained(tmp_path)
+    model = vit_from_huggingface(tmp_path)
+    images = _images(16)
+    difference = np.abs(_keras_output(model, images) - _torch_output(source, images))
+    assert difference.max() < TOLERANCE
+
+
+def test_configuration_follows_the_checkpoint(tmp_path):
+    source = _classifier(layer_norm_eps=1e-12, num_labels=7)
+    model = vit_from_huggingface(source.state_dict(), config=source.config)
+    assert model.layer_norm_epsilon == 1e-12
+    assert model.num_classes == 7
+    assert model.num_layers == 2 and model.hidden_dim == 32 and model.num_heads == 4
+
+
+def test_other_image_size_matches_interpolate_pos_encoding(tmp_path):
+    source = _classifier()
+    model = vit_from_huggingface(source.state_dict(), config=source.config)
+    images = _images(24)
+    expected = _torch_output(source, images, interpolate_pos_encoding=True)
+    difference = np.abs(_keras_output(model, images) - expected)
+    assert difference.max() < TOLERANCE
+
+
+def test_built_for_another_image_size_matches_interpolate_pos_encoding():
+    source = _classifier()
+    model = vit_from_huggingface(
+        source.state_dict(), config=source.config, image_size=32
+    )
+    assert model.get_layer("patch_embedding").position_table.shape == (1 + 64, 32)
+    images = _images(32)
+    expected = _torch_output(source, images, interpolate_pos_encoding=True)
+    difference = np.abs(_keras_output(model, images) - expected)
+    assert difference.max() < TOLERANCE
+
+
+def test_without_qkv_bias():
+    source = _classifier(qkv_bias=False)
+    model = vit_from_huggingface(source.state_dict(), config=source.config)
+    images = _images(16)
+    difference = np.abs(_keras_output(model, images) - _torch_output(source, images))
+    assert difference.max() < TOLERANCE
+
+
+def test_vit_model_pooler_becomes_pre_logits():
+    torch.manual_seed(0)
+    source = _randomised(transformers.ViTModel(_config()))
+    model = vit_from_huggingface(source.state_dict(), config=source.config)
+    assert not model.include_top and model.representation_size == 32
+    images = _images(16)
+    difference = np.abs(_keras_output(model, images) - _torch_output(source, images))
+    assert difference.max() < TOLERANCE
+
+
+def test_transformers_4_names_are_read(tmp_path):
+    source = _classifier()
+    legacy = {}
+    for name, tensor in source.state_dict().items():
+        name = name.replace("vit.layers.", "vit.encoder.layer.")
+        for new, old in (
+            ("attention.q_proj", "attention.attention.query"),
+            ("attention.k_proj", "attention.attention.key"),
+            ("attention.v_proj", "attention.attention.value"),
+            ("attention.o_proj", "attention.output.dense"),
+            ("mlp.fc1", "intermediate.dense"),
+            ("mlp.fc2", "output.dense"),
+        ):
+            name = name.replace(new, old)
+        legacy[name] = tensor.contiguous()
+    path = os.path.join(tmp_path, "model.safetensors")
+    safetensors_torch.save_file(legacy, path)
+    source.config.to_json_file(os.path.join(tmp_path, "config.json"))
+    model = vit_from_huggingface(path)
+    images = _images(16)
+    difference = np.abs(_keras_output(model, images) - _torch_output(source, images))
+    assert difference.max() < TOLERANCE
+
+
+def test_approximate_gelu_is_refused():
+    source = _classifier(hidden_act="gelu_new")
+    with pytest.raises(ValueError, match="hidden_act"):
+        vit_from_huggingface(source.state_dict(), config=source.config)
