@@ -34,7 +34,7 @@ class Entry(NamedTuple):
 
     target: str
     source: str | None
-    shape: tuple | None = None
+    shape: tuple
     transform: Callable = np.asarray
 
 

@@ -90,10 +90,10 @@ def _num_labels(config):
     return len(labels) if labels else config.get("num_labels", 2)
 
 
-def _norm(target, source):
+def _norm(target, source, dim):
     return [
-        Entry(f"{target}/gamma", f"{source}.weight"),
-        Entry(f"{target}/beta", f"{source}.bias"),
+        Entry(f"{target}/gamma", f"{source}.weight", (dim,)),
+        Entry(f"{target}/beta", f"{source}.bias", (dim,)),
     ]
 
 
@@ -132,8 +132,8 @@ def _block_plan(i, arguments, qkv_bias):
         ),
         Entry(f"{output}/bias", f"{source}.attention.o_proj.bias", (d,)),
     ]
-    plan += _norm(f"{block}/self_attention_layer_norm", f"{source}.layernorm_before")
-    plan += _norm(f"{block}/feedforward_layer_norm", f"{source}.layernorm_after")
+    plan += _norm(f"{block}/self_attention_layer_norm", f"{source}.layernorm_before", d)
+    plan += _norm(f"{block}/feedforward_layer_norm", f"{source}.layernorm_after", d)
     plan += _dense(f"{block}/feedforward_intermediate_dense", f"{source}.mlp.fc1", d, f)
     plan += _dense(f"{block}/feedforward_output_dense", f"{source}.mlp.fc2", f, d)
     return plan
@@ -172,7 +172,7 @@ def conversion_plan(arguments, build_grid, qkv_bias=True):
     ]
     for i in range(arguments["num_layers"]):
         plan += _block_plan(i, arguments, qkv_bias)
-    plan += _norm("encoder_norm", "layernorm")
+    plan += _norm("encoder_norm", "layernorm", d)
     if arguments["representation_size"]:
         plan += _dense(
             "pre_logits", "pooler.dense", d, arguments["representation_size"]
