@@ -45,11 +45,13 @@ class EncoderDecoderModel(FunctionalModel):
         tie_output_embeddings,
         token_embedding=None,
         dtype=None,
+        final_norm=None,
     ):
         """Create the decoder layers as attributes (before the graph is built).
 
         `dtype` (a `DTypePolicy` or None) is given to every layer: a functional
         model's own policy does not reach layers created before its `__init__`.
+        `final_norm` (default: `normalize_first`) adds `decoder_norm`.
         """
         owner = type(self).__name__
         vocabulary_size = _checks.check_positive_int(
@@ -89,7 +91,10 @@ class EncoderDecoderModel(FunctionalModel):
             for i in range(num_layers)
         ]
         self.decoder_norm = _final_norm(
-            normalize_first, layer_norm_epsilon, dtype, "decoder_norm"
+            normalize_first if final_norm is None else final_norm,
+            layer_norm_epsilon,
+            dtype,
+            "decoder_norm",
         )
 
     def _create_encoder_stack(
@@ -102,8 +107,12 @@ class EncoderDecoderModel(FunctionalModel):
         normalize_first,
         layer_norm_epsilon,
         dtype=None,
+        final_norm=None,
     ):
-        """Create `encoder_embedding_dropout`, `encoder_layer_{i}`, `encoder_norm`."""
+        """Create `encoder_embedding_dropout`, `encoder_layer_{i}`, `encoder_norm`.
+
+        `final_norm` (default: `normalize_first`) adds `encoder_norm`.
+        """
         self.encoder_embedding_dropout = keras.layers.Dropout(
             dropout, dtype=dtype, name="encoder_embedding_dropout"
         )
@@ -121,7 +130,10 @@ class EncoderDecoderModel(FunctionalModel):
             for i in range(num_layers)
         ]
         self.encoder_norm = _final_norm(
-            normalize_first, layer_norm_epsilon, dtype, "encoder_norm"
+            normalize_first if final_norm is None else final_norm,
+            layer_norm_epsilon,
+            dtype,
+            "encoder_norm",
         )
 
     def _run_encoder_stack(self, x, padding_mask=None, training=None):
@@ -232,9 +244,9 @@ class EncoderDecoderModel(FunctionalModel):
         return self_caches, cross_caches, encoder_padding_mask
 
 
-def _final_norm(normalize_first, epsilon, dtype, name):
+def _final_norm(enabled, epsilon, dtype, name):
     """Pre-LN stacks end with a norm; post-LN blocks already end normalised."""
-    if not normalize_first:
+    if not enabled:
         return None
     return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
 

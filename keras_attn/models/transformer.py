@@ -41,6 +41,9 @@ class Transformer(EncoderDecoderModel):
         scale_embeddings: multiply embeddings by √d.
         padding_id: token id of padding, masked everywhere.
         layer_norm_epsilon: epsilon of the layer normalisations.
+        final_norm: end the encoder and decoder stacks with a layer
+            normalisation (`encoder_norm`, `decoder_norm`). Defaults to
+            `normalize_first`; `torch.nn.Transformer` has them in post-LN too.
         **kwargs: `keras.Model` arguments (`name`, `dtype`).
 
     Call arguments:
@@ -80,6 +83,7 @@ class Transformer(EncoderDecoderModel):
         scale_embeddings=True,
         padding_id=0,
         layer_norm_epsilon=1e-6,
+        final_norm=None,
         **kwargs,
     ):
         owner = type(self).__name__
@@ -116,6 +120,7 @@ class Transformer(EncoderDecoderModel):
             scale_embeddings,
             tie_output_embeddings,
             dtype=dtype,
+            final_norm=final_norm,
         )
         self.encoder_token_embedding = (
             self.decoder_token_embedding
@@ -141,6 +146,7 @@ class Transformer(EncoderDecoderModel):
             normalize_first,
             layer_norm_epsilon,
             dtype=dtype,
+            final_norm=final_norm,
         )
 
         # === Functional model ===
@@ -173,6 +179,7 @@ class Transformer(EncoderDecoderModel):
         self.tie_output_embeddings = tie_output_embeddings
         self.scale_embeddings = scale_embeddings
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.final_norm = final_norm
 
     def encode(self, encoder_token_ids, training=None):
         padding_mask = ops.not_equal(encoder_token_ids, self.padding_id)  # (B, S)
@@ -201,6 +208,7 @@ class Transformer(EncoderDecoderModel):
             "scale_embeddings": self.scale_embeddings,
             "padding_id": self.padding_id,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "final_norm": self.final_norm,
         }
 
 

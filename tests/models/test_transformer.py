@@ -238,6 +238,18 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertEqual(outputs.shape, (2, 4, VOCABULARY_SIZE))
         self.assertTrue(np.all(np.isfinite(outputs)))
 
+    def test_final_norm_adds_final_norms_to_post_layer_norm_stacks(self):
+        # As in torch.nn.Transformer, whose post-LN stacks end with a norm too.
+        model = small_model(final_norm=True)
+        names = {layer.name for layer in model.layers}
+        self.assertIn("encoder_norm", names)
+        self.assertIn("decoder_norm", names)
+        self.assertFalse(model.get_layer("decoder_layer_0").normalize_first)
+        restored = Transformer.from_config(model.get_config())
+        self.assertIn("decoder_norm", {layer.name for layer in restored.layers})
+        pre_ln = small_model(normalize_first=True, final_norm=False)
+        self.assertNotIn("encoder_norm", {layer.name for layer in pre_ln.layers})
+
     def test_separate_embeddings_allow_a_different_target_vocabulary(self):
         model = small_model(share_embeddings=False, target_vocabulary_size=7)
         self.assertIsNot(model.encoder_token_embedding, model.decoder_token_embedding)
