@@ -67,18 +67,45 @@ def transformer():
         num_layers=1,
         intermediate_dim=32,
         dropout=0.0,
+        tie_output_embeddings=False,
         **TINY,
     )
+    return _randomize(model, seed=3)
     source, target = random_tokens(12, 7), random_tokens(12, 5, seed=1)
     inputs = {"encoder_token_ids": source, "decoder_token_ids": target[:, :-1]}
     return _train(model, inputs, target[:, 1:])
 
 
+def _randomize(model, seed):
+    """Large random weights and an untied output projection: greedy decoding
+    then picks different tokens per step and per source (a trained tiny model
+    repeats one token)."""
+    rng = np.random.default_rng(seed)
+    for weight in model.trainable_weights:
+        weight.assign(0.5 * rng.normal(size=weight.shape).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="session")
+def translator():
+    """Untrained: it serves the `generate` comparison."""
+    keras.utils.set_random_seed(4)
+    model = Transformer(
+        vocabulary_size=VOCABULARY_SIZE,
+        num_layers=1,
+        intermediate_dim=32,
+        dropout=0.0,
+        tie_output_embeddings=False,
+        **TINY,
+    )
+    return _randomize(model, seed=4)
+
+
 @pytest.fixture(scope="session")
 def captioner():
-    """Untrained: it serves only the `generate` comparison."""
+    """Untrained: it serves the `generate` comparison."""
     keras.utils.set_random_seed(3)
-    return ImageCaptioner(
+    model = ImageCaptioner(
         vocabulary_size=VOCABULARY_SIZE,
         image_size=IMAGE_SIZE,
         channels=CHANNELS,
@@ -88,5 +115,7 @@ def captioner():
         num_decoder_layers=1,
         intermediate_dim=32,
         dropout=0.0,
+        tie_output_embeddings=False,
         **TINY,
     )
+    return _randomize(model, seed=3)

@@ -58,10 +58,15 @@ def _run_client(calls, arrays, directory):
 
 
 @pytest.fixture(scope="module")
-def served(vit, transformer, captioner, tmp_path_factory):
-    """Export three models, then call every signature once in one client."""
+def served(vit, transformer, translator, captioner, tmp_path_factory):
+    """Export four models, then call every signature once in one client."""
     directory = tmp_path_factory.mktemp("saved_models")
-    models = {"vit": vit, "transformer": transformer, "captioner": captioner}
+    models = {
+        "vit": vit,
+        "transformer": transformer,
+        "translator": translator,
+        "captioner": captioner,
+    }
     paths = {}
     for name, model in models.items():
         paths[name] = str(directory / name)
@@ -77,7 +82,7 @@ def served(vit, transformer, captioner, tmp_path_factory):
             arrays.update({f"{call['id']}_{k}": v for k, v in inputs.items()})
             call["inputs"] = {k: f"{call['id']}_{k}" for k in inputs}
             calls.append({**call, "signature": "serving_default"})
-        for name in ("transformer", "captioner"):
+        for name in ("translator", "captioner"):
             call = {"id": f"{name}_generate_{batch}", "path": paths[name]}
             inputs = _generation_source(name, batch)
             arrays.update({f"{call['id']}_{k}": v for k, v in inputs.items()})
@@ -100,7 +105,7 @@ def test_serving_default_returns_the_keras_outputs(served, name, batch):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["transformer", "captioner"])
+@pytest.mark.parametrize("name", ["translator", "captioner"])
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_generate_signature_returns_the_python_tokens(served, name, batch):
     source = next(iter(_generation_source(name, batch).values()))
