@@ -11,5 +11,11 @@ imported only when a converter runs (`pip install keras-attn[convert]`).
 from keras_attn.convert._checkpoint import read_state_dict
 from keras_attn.convert.huggingface_vit import vit_from_huggingface
 from keras_attn.convert.original_vit import vit_from_npz
+from keras_attn.convert.torch_transformer import transformer_from_torch
 
-__all__ = ["read_state_dict", "vit_from_huggingface", "vit_from_npz"]
+__all__ = [
+    "read_state_dict",
+    "transformer_from_torch",
+    "vit_from_huggingface",
+    "vit_from_npz",
+]

@@ -196,6 +196,24 @@ def dense_kernel(weight):
     return np.ascontiguousarray(weight.T)
 
 
+def torch_norm(target, source, dim):
+    """Entries of a Keras `LayerNormalization` from a `torch.nn.LayerNorm`."""
+    return [
+        Entry(f"{target}/gamma", f"{source}.weight", (dim,)),
+        Entry(f"{target}/beta", f"{source}.bias", (dim,)),
+    ]
+
+
+def torch_dense(target, source, units_in, units_out):
+    """Entries of a Keras `Dense` from a `torch.nn.Linear`."""
+    return [
+        Entry(
+            f"{target}/kernel", f"{source}.weight", (units_out, units_in), dense_kernel
+        ),
+        Entry(f"{target}/bias", f"{source}.bias", (units_out,)),
+    ]
+
+
 def heads_kernel(num_heads):
     """`(heads * head_dim, hidden)` Linear weight → `(hidden, heads, head_dim)`."""
 

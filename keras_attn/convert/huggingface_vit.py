@@ -5,10 +5,11 @@ import re
 
 from keras_attn.convert import _checkpoint
 from keras_attn.convert._checkpoint import Entry
-from keras_attn.convert._checkpoint import dense_kernel
 from keras_attn.convert._checkpoint import heads_bias
 from keras_attn.convert._checkpoint import heads_kernel
 from keras_attn.convert._checkpoint import output_kernel
+from keras_attn.convert._checkpoint import torch_dense
+from keras_attn.convert._checkpoint import torch_norm
 
 _OWNER = "vit_from_huggingface"
 _CONFIG = "config.json"
@@ -90,22 +91,6 @@ def _num_labels(config):
     return len(labels) if labels else config.get("num_labels", 2)
 
 
-def _norm(target, source, dim):
-    return [
-        Entry(f"{target}/gamma", f"{source}.weight", (dim,)),
-        Entry(f"{target}/beta", f"{source}.bias", (dim,)),
-    ]
-
-
-def _dense(target, source, units_in, units_out):
-    return [
-        Entry(
-            f"{target}/kernel", f"{source}.weight", (units_out, units_in), dense_kernel
-        ),
-        Entry(f"{target}/bias", f"{source}.bias", (units_out,)),
-    ]
-
-
 def _block_plan(i, arguments, qkv_bias):
     d, h, f = arguments["hidden_dim"], arguments["num_heads"], arguments["mlp_dim"]
     block, source = f"encoder_layer_{i}", f"layers.{i}"
@@ -132,10 +117,16 @@ def _block_plan(i, arguments, qkv_bias):
         ),
         Entry(f"{output}/bias", f"{source}.attention.o_proj.bias", (d,)),
     ]
-    plan += _norm(f"{block}/self_attention_layer_norm", f"{source}.layernorm_before", d)
-    plan += _norm(f"{block}/feedforward_layer_norm", f"{source}.layernorm_after", d)
-    plan += _dense(f"{block}/feedforward_intermediate_dense", f"{source}.mlp.fc1", d, f)
-    plan += _dense(f"{block}/feedforward_output_dense", f"{source}.mlp.fc2", f, d)
+    plan += torch_norm(
+        f"{block}/self_attention_layer_norm", f"{source}.layernorm_before", d
+    )
+    plan += torch_norm(
+        f"{block}/feedforward_layer_norm", f"{source}.layernorm_after", d
+    )
+    plan += torch_dense(
+        f"{block}/feedforward_intermediate_dense", f"{source}.mlp.fc1", d, f
+    )
+    plan += torch_dense(f"{block}/feedforward_output_dense", f"{source}.mlp.fc2", f, d)
     return plan
 
 
@@ -172,13 +163,13 @@ def conversion_plan(arguments, build_grid, qkv_bias=True):
     ]
     for i in range(arguments["num_layers"]):
         plan += _block_plan(i, arguments, qkv_bias)
-    plan += _norm("encoder_norm", "layernorm", d)
+    plan += torch_norm("encoder_norm", "layernorm", d)
     if arguments["representation_size"]:
-        plan += _dense(
+        plan += torch_dense(
             "pre_logits", "pooler.dense", d, arguments["representation_size"]
         )
     if arguments["include_top"]:
-        plan += _dense("head", "classifier", d, arguments["num_classes"])
+        plan += torch_dense("head", "classifier", d, arguments["num_classes"])
     return plan
 
 
