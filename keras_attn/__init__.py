@@ -1,6 +1,7 @@
 """keras_attn: attention and Transformers for Keras 3 on TensorFlow, JAX and PyTorch."""
 
 from keras_attn import distribution
+from keras_attn import export
 from keras_attn import generation
 from keras_attn import inspect
 from keras_attn import layers
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "distribution",
+    "export",
     "generation",
     "inspect",
     "layers",

@@ -26,6 +26,14 @@ def staged(path, directory):
     staging = scratch if directory else os.path.join(scratch, name)
     try:
         yield staging
+        # A file export may have written companions beside it (ONNX external
+        # data, `NAME.data`, for models over 2 GB); they move with it.
+        companions = [] if directory else sorted(set(os.listdir(scratch)) - {name})
+        for companion in companions:
+            _remove(os.path.join(parent, companion))
+            os.replace(
+                os.path.join(scratch, companion), os.path.join(parent, companion)
+            )
         _remove(path)
         os.replace(staging, path)
     finally:

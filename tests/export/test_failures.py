@@ -123,3 +123,17 @@ def test_a_missing_subprocess_backend_fails_with_a_clear_message(
     with pytest.raises(RuntimeError, match=f"{missing} is not installed"):
         export(vit, path, verbose=False)
     assert not os.path.exists(path)
+
+
+def test_a_file_export_moves_its_companion_files(tmp_path):
+    from keras_attn.export import _staging
+
+    path = tmp_path / "model.onnx"
+    with _staging.staged(path, directory=False) as staging:
+        with open(staging, "w") as file:
+            file.write("graph")
+        with open(staging + ".data", "w") as file:
+            file.write("weights")
+    assert path.read_text() == "graph"
+    assert (tmp_path / "model.onnx.data").read_text() == "weights"
+    assert sorted(os.listdir(tmp_path)) == ["model.onnx", "model.onnx.data"]
