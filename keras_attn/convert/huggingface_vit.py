@@ -13,7 +13,8 @@ from keras_attn.convert._checkpoint import torch_norm
 
 _OWNER = "vit_from_huggingface"
 _CONFIG = "config.json"
-_WEIGHTS = "model.safetensors"
+# What `save_pretrained` writes: safetensors since transformers 4.35, torch before.
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # transformers < 5 names → the names of transformers 5 (`q_proj`, `mlp.fc1`, ...).
 _LEGACY_NAMES = (
     (r"\.encoder\.layer\.(\d+)\.", r".layers.\1."),
@@ -182,7 +183,7 @@ def _load(checkpoint, config):
         if os.path.isdir(path):
             if config is None:
                 config = os.path.join(path, _CONFIG)
-            path = os.path.join(path, _WEIGHTS)
+            path = _weights_file(path)
         elif config is None:
             config = os.path.join(os.path.dirname(path), _CONFIG)
         state = _checkpoint.read_state_dict(path)
@@ -204,6 +205,17 @@ def _load(checkpoint, config):
     return state, config
 
 
+def _weights_file(directory):
+    for name in _WEIGHTS:
+        if os.path.isfile(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    raise ValueError(
+        f"{_OWNER}: argument `checkpoint` must be a directory with one of "
+        f"{list(_WEIGHTS)} (sharded checkpoints are not read); found "
+        f"{sorted(os.listdir(directory))} in {directory!r}."
+    )
+
+
 def vit_from_huggingface(checkpoint, config=None, image_size=None, dtype=None):
     """A `VisionTransformer` with the configuration and weights of a Hugging Face ViT.
 
@@ -218,8 +230,9 @@ def vit_from_huggingface(checkpoint, config=None, image_size=None, dtype=None):
     Args:
         checkpoint: a `.safetensors` file (its `config.json` beside it), a
             directory with `config.json` and `model.safetensors` (as written by
-            `save_pretrained`), or a state dict (`model.state_dict()`, torch
-            tensors or NumPy arrays).
+            `save_pretrained`; `pytorch_model.bin` is read with
+            `torch.load(weights_only=True)`), or a state dict
+            (`model.state_dict()`, torch tensors or NumPy arrays).
         config: the ViT configuration: a dict, a `transformers.ViTConfig` or the
             path of a `config.json`. Required with a state dict; defaults to the
             `config.json` next to the checkpoint.
