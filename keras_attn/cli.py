@@ -4,6 +4,8 @@
 loads a `.keras` file and exports it with `keras_attn.export`. Keras fixes its
 backend when it is imported, which importing this module already did, so
 `--backend` runs the command again in a subprocess with `KERAS_BACKEND` set.
+
+`keras-attn convert SRC OUT.keras` converts a ViT checkpoint (`keras_attn.convert`).
 """
 
 import argparse
@@ -12,6 +14,7 @@ import subprocess
 import sys
 
 from keras_attn import __version__
+from keras_attn.convert import _cli as convert_cli
 
 _BACKENDS = ("tensorflow", "jax", "torch")
 _FORMATS = ("saved_model", "onnx")
@@ -58,6 +61,7 @@ def _parser():
         help="JAX SavedModel: comma-separated platforms (default: cpu,cuda)",
     )
     export.add_argument("--quiet", action="store_true", help="no progress lines")
+    convert_cli.add_parser(commands)
     return parser
 
 
@@ -68,6 +72,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "export":
         return _export(args, argv)
+    if args.command == "convert":
+        return convert_cli.run(args)
     parser.print_help()
     return 0
 
@@ -79,6 +85,10 @@ def _export(args, argv):
         environment = {**os.environ, "KERAS_BACKEND": args.backend}
         command = [sys.executable, "-m", "keras_attn.cli", *argv]
         return subprocess.run(command, env=environment).returncode
+    if args.format == "onnx" and args.start_token_id is not None:
+        return _fail(
+            "--start-token-id is for --format saved_model (ONNX has no generate)"
+        )
     from keras_attn import export
     from keras_attn.export import _keras_file
 
