@@ -62,9 +62,7 @@ def read_state_dict(path):
         )
     suffix = os.path.splitext(path)[1].lower()
     if suffix == _SAFETENSORS:
-        from safetensors.numpy import load_file
-
-        return dict(load_file(path))
+        return _read_safetensors(path)
     if suffix == _NPZ:
         try:
             with np.load(path, allow_pickle=False) as archive:
@@ -78,6 +76,22 @@ def read_state_dict(path):
         f"torch ({', '.join(_TORCH)}) checkpoint; received {path!r}. Pickle files "
         f"are refused: loading them can run arbitrary code."
     )
+
+
+def _read_safetensors(path):
+    from safetensors.numpy import load_file
+
+    try:
+        state = load_file(path)
+    except TypeError:  # bfloat16 without ml_dtypes loaded: read through torch
+        from safetensors.torch import load_file as load_torch_file
+
+        return state_dict_to_numpy(load_torch_file(path))
+    # ml_dtypes (imported with JAX) lets NumPy hold bfloat16; Keras wants float32.
+    return {
+        name: array.astype("float32") if str(array.dtype) == "bfloat16" else array
+        for name, array in state.items()
+    }
 
 
 def _read_torch(path):

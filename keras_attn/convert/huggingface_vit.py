@@ -28,6 +28,7 @@ _LEGACY_NAMES = (
 )
 # Used for masked-image modelling only, never at inference.
 _IGNORED = ("embeddings.mask_token",)
+_POOLER = ("pooler.dense.weight", "pooler.dense.bias")
 
 
 def canonical_names(state):
@@ -61,16 +62,17 @@ def model_arguments(config, state, image_size=None):
             f"{_OWNER}: config `head_dim` * `num_attention_heads` must equal "
             f"`hidden_size` ({hidden}); received {head_dim} * {heads}."
         )
-    pooler = "pooler.dense.weight" in state
+    classifier = "classifier.weight" in state
+    # With a classifier the pooler is unused, as in ViTForImageClassification.
+    pooler = "pooler.dense.weight" in state and not classifier
     if pooler and config.get("pooler_act", "tanh") != "tanh":
         raise ValueError(
             f"{_OWNER}: config `pooler_act` must be 'tanh'; received "
             f"{config['pooler_act']!r}."
         )
-    classifier = "classifier.weight" in state
     return {
-        "image_size": image_size or config["image_size"],
-        "patch_size": config["patch_size"],
+        "image_size": image_size or _square(config, "image_size"),
+        "patch_size": _square(config, "patch_size"),
         "num_layers": config["num_hidden_layers"],
         "num_heads": heads,
         "hidden_dim": hidden,
@@ -85,6 +87,19 @@ def model_arguments(config, state, image_size=None):
         ),
         "include_top": classifier,
     }
+
+
+def _square(config, key):
+    """HF configs allow `[height, width]`; `VisionTransformer` is square."""
+    value = config.get(key)
+    if isinstance(value, (list, tuple)) and len(set(value)) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"{_OWNER}: config `{key}` must be an int (square images and patches); "
+            f"received {value!r}."
+        )
+    return value
 
 
 def _num_labels(config):
@@ -261,15 +276,20 @@ def vit_from_huggingface(checkpoint, config=None, image_size=None, dtype=None):
 
     state, config = _load(checkpoint, config)
     state = canonical_names(state)
-    table = state.get("embeddings.position_embeddings")
-    grid = config["image_size"] // config["patch_size"]
-    if table is not None and table.shape[1] == 1 + grid * grid and image_size:
-        state["embeddings.position_embeddings"] = _checkpoint.resample_positions(
-            table, grid, image_size // config["patch_size"]
-        )
-        grid = image_size // config["patch_size"]
     arguments = model_arguments(config, state, image_size)
-    model = VisionTransformer(**arguments, dtype=dtype)
-    plan = conversion_plan(arguments, (grid, grid), config.get("qkv_bias", True))
-    _checkpoint.apply_plan(model, state, plan, _OWNER, ignore=_IGNORED)
+    model = VisionTransformer(**arguments, dtype=dtype)  # validates image_size
+    patch = arguments["patch_size"]
+    grid = _square(config, "image_size") // patch
+    new_grid = arguments["image_size"] // patch
+    table = state.get("embeddings.position_embeddings")
+    if new_grid != grid and table is not None and table.shape[1] == 1 + grid * grid:
+        state["embeddings.position_embeddings"] = _checkpoint.resample_positions(
+            table, grid, new_grid
+        )
+    plan = conversion_plan(
+        arguments, (new_grid, new_grid), config.get("qkv_bias", True)
+    )
+    # ViTForImageClassification has no pooler and ignores one in its checkpoint.
+    ignore = _IGNORED + (_POOLER if arguments["include_top"] else ())
+    _checkpoint.apply_plan(model, state, plan, _OWNER, ignore=ignore)
     return model

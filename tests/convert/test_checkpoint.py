@@ -109,3 +109,13 @@ def test_torch_tensor_file_is_read(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"w": torch.arange(3.0)}, path)
     np.testing.assert_array_equal(read_state_dict(path)["w"], [0.0, 1.0, 2.0])
+
+
+def test_bfloat16_safetensors_are_read_as_float32(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.tensor([1.5, -2.0], dtype=torch.bfloat16)}, path)
+    weights = read_state_dict(path)["w"]
+    assert weights.dtype == np.float32
+    np.testing.assert_array_equal(weights, [1.5, -2.0])

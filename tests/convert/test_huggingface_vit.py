@@ -146,3 +146,22 @@ def test_approximate_gelu_is_refused():
     source = _classifier(hidden_act="gelu_new")
     with pytest.raises(ValueError, match="hidden_act"):
         vit_from_huggingface(source.state_dict(), config=source.config)
+
+
+def test_classifier_checkpoint_ignores_a_pooler():
+    # As ViTForImageClassification does when its checkpoint has one.
+    source = _classifier()
+    state = dict(source.state_dict())
+    state["vit.pooler.dense.weight"] = torch.zeros(32, 32)
+    state["vit.pooler.dense.bias"] = torch.zeros(32)
+    model = vit_from_huggingface(state, config=source.config)
+    assert model.representation_size is None
+    images = _images(16)
+    difference = np.abs(_keras_output(model, images) - _torch_output(source, images))
+    assert difference.max() < TOLERANCE
+
+
+def test_image_size_not_divisible_by_the_patch_size_is_refused():
+    source = _classifier()
+    with pytest.raises(ValueError, match="image_size"):
+        vit_from_huggingface(source.state_dict(), config=source.config, image_size=18)
