@@ -1,5 +1,6 @@
 """keras_attn: attention and Transformers for Keras 3 on TensorFlow, JAX and PyTorch."""
 
+from keras_attn import convert
 from keras_attn import distribution
 from keras_attn import export
 from keras_attn import generation
@@ -12,6 +13,7 @@ from keras_attn import training
 __version__ = "0.1.0"
 
 __all__ = [
+    "convert",
     "distribution",
     "export",
     "generation",
