@@ -29,6 +29,14 @@ _LEGACY_NAMES = (
 # Used for masked-image modelling only, never at inference.
 _IGNORED = ("embeddings.mask_token",)
 _POOLER = ("pooler.dense.weight", "pooler.dense.bias")
+_REQUIRED = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "image_size",
+    "patch_size",
+)
 
 
 def canonical_names(state):
@@ -48,6 +56,12 @@ def model_arguments(config, state, image_size=None):
     The head is kept when the checkpoint has a `classifier`, the pooler (a
     `tanh` dense layer on the class token) becomes `pre_logits`.
     """
+    missing = [key for key in _REQUIRED if key not in config]
+    if missing:
+        raise ValueError(
+            f"{_OWNER}: argument `config` must have the ViT keys {list(_REQUIRED)}; "
+            f"missing {missing}."
+        )
     activation = config.get("hidden_act", "gelu")
     if activation != "gelu":
         raise ValueError(

@@ -165,3 +165,11 @@ def test_image_size_not_divisible_by_the_patch_size_is_refused():
     source = _classifier()
     with pytest.raises(ValueError, match="image_size"):
         vit_from_huggingface(source.state_dict(), config=source.config, image_size=18)
+
+
+def test_config_without_vit_keys_is_refused():
+    source = _classifier()
+    config = source.config.to_dict()
+    del config["patch_size"]
+    with pytest.raises(ValueError, match=r"missing \['patch_size'\]"):
+        vit_from_huggingface(source.state_dict(), config=config)
