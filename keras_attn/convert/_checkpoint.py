@@ -1,11 +1,11 @@
 """Reading foreign checkpoints without pickle, and checked copies into Keras models.
 
-A converter is a pure function from a state dict (`{name: numpy array}`) to a
-*plan*: a list of `Entry(target, source, shape, transform)` saying which source
-tensor, of which shape, fills which model variable after which transform
-(a transpose, a reshape into heads). `apply_plan` checks every name and shape,
-then every target, before it writes anything, and each error names the tensor,
-the shape expected and the shape found.
+Each converter describes its mapping as a *plan*, made by a pure function of the
+model configuration: a list of `Entry(target, source, shape, transform)` saying
+which source tensor, of which shape, fills which model variable after which
+transform (a transpose, a reshape into heads). `apply_plan` checks every name
+and shape, then every target, before it writes anything, and each error names
+the tensor, the shape expected and the shape found.
 """
 
 import json
@@ -53,6 +53,13 @@ def read_state_dict(path):
 
     Raises:
         ValueError: the file is missing, of an unknown format, or needs pickle.
+
+    Example:
+
+    ```python
+    state = read_state_dict("vit/model.safetensors")
+    state["vit.embeddings.cls_token"].shape  # (1, 1, 768)
+    ```
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
