@@ -12,6 +12,7 @@ from keras_attn.convert._checkpoint import Entry
 
 _OWNER = "vit_from_npz"
 _POSITIONS = "Transformer/posembed_input/pos_embedding"
+_OPTIMIZER_TARGET = "opt/target/"
 _BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
 # The Flax LayerNorm epsilon of the original code.
 _LAYER_NORM_EPSILON = 1e-6
@@ -148,6 +149,17 @@ def model_arguments(state, image_size=None):
     }
 
 
+def _without_optimizer(state):
+    """The `opt/target/` parameters of a checkpoint saved with its optimizer."""
+    if f"{_OPTIMIZER_TARGET}embedding/kernel" not in state:
+        return state
+    return {
+        name.removeprefix(_OPTIMIZER_TARGET): value
+        for name, value in state.items()
+        if name.startswith(_OPTIMIZER_TARGET)
+    }
+
+
 def _grid(patches):
     side = math.isqrt(patches)
     if side * side != patches:
@@ -161,14 +173,16 @@ def _grid(patches):
 def vit_from_npz(path, image_size=None, dtype=None):
     """A `VisionTransformer` from an original ViT `.npz` checkpoint.
 
-    Reads the Flax naming of `google-research/vision_transformer` and
-    `big_vision` (`embedding`, `cls`, `Transformer/posembed_input/pos_embedding`,
+    Reads the Flax naming of `google-research/vision_transformer` (`embedding`,
+    `cls`, `Transformer/posembed_input/pos_embedding`,
     `Transformer/encoderblock_{i}/MultiHeadDotProductAttention_1/...`,
-    `Transformer/encoder_norm`, `pre_logits`, `head`) with
+    `Transformer/encoder_norm`, `pre_logits`, `head`; also under the
+    `opt/target/` prefix of checkpoints saved with their optimizer state) with
     `numpy.load(allow_pickle=False)`. The configuration is read from the tensor
     shapes; a checkpoint without `cls` pools by mean. With another `image_size`
-    the position table is resampled bicubically (PyTorch's kernel, as timm
-    does when it loads these files).
+    the position table is resampled bicubically with PyTorch's kernel, the one
+    the model itself uses at other image sizes (`vit_jax` and timm resize these
+    tables bilinearly, so their numbers at a new size differ slightly).
 
     Args:
         path: the `.npz` file, or a dict of its arrays.
@@ -195,6 +209,7 @@ def vit_from_npz(path, image_size=None, dtype=None):
         state = _checkpoint.state_dict_to_numpy(path)
     else:
         state = _checkpoint.read_state_dict(path)
+    state = _without_optimizer(state)
     arguments = model_arguments(state, image_size)
     prefix = int(arguments["pooling"] == "token")
     rows = _shape(state, _POSITIONS)[1]

@@ -64,3 +64,15 @@ def test_other_grid_is_resampled_like_pytorch_bicubic(tmp_path):
         keras.ops.convert_to_numpy(source(_images(24))),
         atol=1e-5,
     )
+
+
+def test_checkpoint_with_optimizer_state_reads_the_parameters(tmp_path):
+    source = random_vit()
+    state = {f"opt/target/{k}": v for k, v in original_naming(source).items()}
+    state["opt/state/step"] = np.array(7)
+    state["opt/state/param_states/head/kernel/m"] = np.zeros((32, 5))
+    model = vit_from_npz(_save(tmp_path, state))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(_images(16))),
+        keras.ops.convert_to_numpy(source(_images(16))),
+    )
