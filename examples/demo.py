@@ -22,8 +22,7 @@ import tempfile
 import time
 
 _START = time.perf_counter()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
+import _environment  # noqa: E402, F401  (before Keras picks its backend)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402

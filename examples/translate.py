@@ -29,11 +29,8 @@ import tempfile
 import time
 
 _START = time.perf_counter()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-# PyTorch's OpenMP threads busy-wait between ops; on CPU cores shared with other
-# processes that stalled every op (training 20x slower, measured). Set before torch
-# is imported; export OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import _environment  # noqa: E402, F401  (before Keras picks its backend)
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _number_words
 
 import _number_words as data  # noqa: E402
