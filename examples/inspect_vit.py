@@ -73,6 +73,8 @@ def main(argv=None):
     model = load_or_train(args)
     _, x_test, _, y_test = vit_digits.load_data()
     grid = model.image_size // model.patch_size
+    # A class token (pooling="token") comes before the patches; "mean" has none.
+    prefix = 1 if model.pooling == "token" else 0
     output = lambda name: os.path.join(args.output, name)  # noqa: E731
 
     components, ratios = inspect.patch_embedding_components(model, n=28)
@@ -82,8 +84,10 @@ def main(argv=None):
     similarity = inspect.position_embedding_similarity(model)
     inspect.plot_position_similarity(similarity, output("position_similarity.png"))
 
-    maps = inspect.attention_maps(model, x_test)  # (360, H, 17, 17) per layer
-    distances = inspect.mean_attention_distance(maps, grid, model.patch_size)
+    maps = inspect.attention_maps(model, x_test)  # (360, H, T, T) per layer
+    distances = inspect.mean_attention_distance(
+        maps, grid, model.patch_size, num_prefix_tokens=prefix
+    )
     inspect.plot_attention_distance(
         distances,
         output("attention_distance.png"),
@@ -94,7 +98,10 @@ def main(argv=None):
 
     shown = slice(0, args.images)
     rollout = inspect.attention_rollout({k: v[shown] for k, v in maps.items()})
-    heat = inspect.class_token_map(rollout, grid)  # (images, grid, grid)
+    if prefix:
+        heat = inspect.class_token_map(rollout, grid)  # (images, grid, grid)
+    else:  # mean pooling: the average row is what the pooled features draw on
+        heat = rollout.mean(axis=1).reshape(-1, grid, grid)
     predicted = np.argmax(model.predict(x_test[shown], verbose=0), axis=-1)
     titles = [f"{y} → {p}" for y, p in zip(y_test[shown], predicted)]
     inspect.plot_attention_on_images(
