@@ -1,0 +1,164 @@
+"""Markdown tables from the results of `python -m benchmarks`."""
+
+
+def markdown(results):
+    lines = [
+        f"Run started {results['started']}; load average (1, 5, 15 min) "
+        f"{_load(results['loadavg_start'])} at the start, "
+        f"{_load(results.get('loadavg_end'))} at the end"
+        + (" (`--quick`: smoke sizes, not the targets)." if results["quick"] else "."),
+        "",
+        "Figures are medians over interleaved rounds with [min, max].",
+        "",
+    ]
+    for backend, cases in results["results"].items():
+        lines += [f"## {backend}", ""]
+        first = next(iter(cases.values()), {})
+        if "environment" in first:
+            env = first["environment"]
+            lines += [
+                f"{env['processor']}, {env['affinity']} cores usable; keras "
+                f"{env['keras']}, {backend} {env.get(backend, '')}; "
+                f"OMP_WAIT_POLICY={env['omp_wait_policy']}.",
+                "",
+            ]
+        for case, result in cases.items():
+            writer = _WRITERS.get(case)
+            if result.get("status") in ("error", "timeout"):
+                lines += [f"### {case}", "", f"**{result['status']}**", ""]
+            elif writer:
+                lines += writer(result) + [
+                    f"Load average {_load(result['loadavg_start'])} -> "
+                    f"{_load(result['loadavg_end'])}; "
+                    f"{result['wall_seconds']:.0f} s.",
+                    "",
+                ]
+    return "\n".join(lines) + "\n"
+
+
+def _load(values):
+    return "n/a" if values is None else ", ".join(f"{v:.1f}" for v in values)
+
+
+def _fmt(s, digits=0, scale=1.0):
+    f = f"{{:,.{digits}f}}"
+    return (
+        f"{f.format(s['median'] * scale)} "
+        f"[{f.format(s['min'] * scale)}, {f.format(s['max'] * scale)}]"
+    )
+
+
+def _table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def _encoder(r):
+    fraction = r["fraction_of_blas_peak"]
+    rows = [
+        [
+            name,
+            _fmt(tps),
+            _fmt(fraction[name], 2),
+            _fmt(r["inference_ms"][name], 1) if name in r["inference_ms"] else "",
+        ]
+        for name, tps in r["tokens_per_second"].items()
+    ]
+    rows.append(["BLAS peak (GFLOP/s)", _fmt(r["blas_gflops"]), "1", ""])
+    out = [
+        "### Encoder training and inference (batch 8 x 256, width 256)",
+        "",
+    ]
+    out += _table(
+        ["contender", "training tokens/s", "fraction of BLAS peak", "inference ms"],
+        rows,
+    )
+    ratios = [
+        [n, _fmt(s, 2), _fmt(r["inference_speedup_vs_faster_anchor"][n], 2)]
+        for n, s in r["train_speedup_vs_faster_anchor"].items()
+    ]
+    out += _table(
+        ["ours", "training vs faster Keras anchor", "inference vs faster anchor"],
+        ratios,
+    )
+    if "train_speedup_vs_torch_loop" in r:
+        out += _table(
+            ["ours", "training vs plain torch loop"],
+            [[n, _fmt(s, 2)] for n, s in r["train_speedup_vs_torch_loop"].items()],
+        )
+    return out
+
+
+def _vit(r):
+    rows = []
+    for batch, contenders in r["latency_ms"].items():
+        for name, s in contenders.items():
+            rows.append([batch, name, _fmt(s, 1)])
+        rows.append(
+            [batch, "speed-up vs keras_hub", _fmt(r["speedup_vs_keras_hub"][batch], 2)]
+        )
+    return ["### ViT-S/16 forward, 224 x 224", ""] + _table(
+        ["batch", "contender", "latency ms"], rows
+    )
+
+
+def _long(r):
+    rows = []
+    for m in r["measurements"]:
+        c, res = m["config"], m.get("result") or {}
+        step = res.get("step_seconds")
+        rows.append(
+            [
+                c["mode"],
+                f"{c['length']:,}",
+                c["layer"],
+                c["implementation"] or "auto",
+                m["status"],
+                f"{m['peak_rss_gib']:.2f}" if m["peak_rss_gib"] else "",
+                f"{step:.1f}" if step else "",
+                f"{res['step_cpu_seconds']:.1f}" if step else "",
+            ]
+        )
+    return [
+        "### Long-sequence causal self-attention (batch 1, 8 heads x 64)",
+        "",
+    ] + _table(
+        [
+            "mode",
+            "length",
+            "layer",
+            "path",
+            "status",
+            "peak RSS GiB",
+            "step s",
+            "CPU s",
+        ],
+        rows,
+    )
+
+
+def _decoding(r):
+    s = r["settings"]
+    rows = [[n, _fmt(t, 2)] for n, t in r["seconds"].items()]
+    rows += [[n, _fmt(t, 2)] for n, t in r["recompute_seconds"].items()]
+    out = [
+        f"### Greedy decoding of {r['generated_tokens']} tokens, {s['num_layers']} "
+        f"layers, width {s['width']}",
+        "",
+    ]
+    out += _table(["contender", "seconds"], rows)
+    ratios = [
+        [f"vs keras_hub ({v})", _fmt(x, 2)]
+        for v, x in r["speedup_vs_keras_hub"].items()
+    ]
+    ratios.append(["cached vs recompute", _fmt(r["speedup_vs_recompute"], 1)])
+    return out + _table(["speed-up of keras_attn", "ratio"], ratios)
+
+
+_WRITERS = {
+    "encoder_training": _encoder,
+    "vit_inference": _vit,
+    "long_sequence": _long,
+    "cached_decoding": _decoding,
+}

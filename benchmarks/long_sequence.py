@@ -1,0 +1,134 @@
+"""Target 3: long-sequence self-attention in little memory.
+
+One training step (forward, backward, optimizer update) of a causal multi-head
+self-attention layer at length 16,384 (batch 1, 8 heads, head dim 64), and a forward
+pass at length 65,536. Every measurement runs in its own child process, whose peak
+resident memory (VmHWM: interpreter, backend, weights and all) is the figure; a
+child that passes the cap is killed and reported as over it.
+"""
+
+import json
+import os
+import sys
+import time
+
+HEADS, HEAD_DIM = 8, 64
+WIDTH = HEADS * HEAD_DIM
+CAP_GIB = 6.0
+
+
+def _configurations(quick):
+    train_length, forward_length = (2048, 4096) if quick else (16384, 65536)
+    contenders = [("keras_attn", None)]  # the automatic choice
+    if os.environ.get("KERAS_BACKEND") == "torch" and not quick:
+        # Elsewhere the automatic choice at this length is the chunked path already.
+        contenders.append(("keras_attn", "chunked"))
+    if not quick:
+        contenders.append(("keras", None))  # keras.layers.MultiHeadAttention
+    configs = [
+        dict(layer=layer, implementation=impl, mode="train", length=train_length)
+        for layer, impl in contenders
+    ]
+    configs.append(
+        dict(
+            layer="keras_attn",
+            implementation=None,
+            mode="forward",
+            length=forward_length,
+        )
+    )
+    return configs
+
+
+def run(quick=False, rounds=None):
+    from benchmarks import _memory
+
+    measurements = []
+    for config in _configurations(quick):
+        # 65k causal forward is ~4.4 TFLOP: minutes on two loaded cores.
+        timeout = 120 if quick else 600
+        report = _memory.run_child(
+            "benchmarks.long_sequence",
+            config,
+            cap_bytes=CAP_GIB * _memory.GIB,
+            timeout=timeout,
+            env=dict(os.environ),
+        )
+        report["config"] = config
+        measurements.append(report)
+        print(json.dumps(_brief(report)), file=sys.stderr, flush=True)
+    return {"case": "long_sequence", "cap_gib": CAP_GIB, "measurements": measurements}
+
+
+def _brief(report):
+    result = report.get("result") or {}
+    return {
+        **report["config"],
+        "status": report["status"],
+        "peak_rss_gib": report["peak_rss_gib"],
+        "step_seconds": result.get("step_seconds"),
+        "step_cpu_seconds": result.get("step_cpu_seconds"),
+    }
+
+
+def _one(config):
+    """Child: build the layer, run the step twice, report times and memory."""
+    import keras
+    import numpy as np
+
+    from benchmarks import _memory
+
+    length, mode = config["length"], config["mode"]
+    inputs = keras.Input((length, WIDTH), batch_size=1)
+    if config["layer"] == "keras":
+        layer = keras.layers.MultiHeadAttention(HEADS, HEAD_DIM)
+    else:
+        from keras_attn.layers import MultiHeadAttention
+
+        layer = MultiHeadAttention(HEADS, HEAD_DIM)
+        _force_implementation(config["implementation"])
+    outputs = layer(inputs, inputs, use_causal_mask=True)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(1, length, WIDTH)).astype("float32")
+    baseline = _memory.own_rss_gib()
+    # One step: on a shared machine a second one doubles the wait for the same
+    # memory figure. Its time includes tracing and compilation; CPU seconds are
+    # reported beside wall seconds since the machine's load inflates the latter.
+    wall, cpu = time.perf_counter(), time.process_time()
+    if mode == "train":
+        model.compile(optimizer="sgd", loss="mse")
+        model.train_on_batch(x, x)
+    else:
+        keras.ops.convert_to_numpy(model(x, training=False))
+    return {
+        "step_seconds": time.perf_counter() - wall,
+        "step_cpu_seconds": time.process_time() - cpu,
+        "rss_before_step_gib": baseline,
+        "peak_rss_gib": _memory.own_peak_gib(),
+        "loadavg": list(os.getloadavg()),
+    }
+
+
+def _force_implementation(implementation):
+    """Route every dot_product_attention call of keras_attn to `implementation`."""
+    if implementation is None:
+        return
+    from keras_attn.layers import multi_head_attention
+    from keras_attn.ops import attention
+
+    original = attention.dot_product_attention
+
+    def forced(*args, **kwargs):
+        kwargs["implementation"] = implementation
+        return original(*args, **kwargs)
+
+    multi_head_attention.dot_product_attention = forced
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        print(json.dumps(_one(json.loads(sys.argv[2]))), flush=True)
+    else:
+        from benchmarks._timing import case_main
+
+        case_main(run)
