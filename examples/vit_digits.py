@@ -125,8 +125,8 @@ def accuracy(model, images, labels):
     return float(np.mean(np.argmax(logits, axis=-1) == labels)), logits
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def train_and_save(args):
+    """Train, evaluate, save and reload-check; `(model, path, accuracy, logits)`."""
     keras.utils.set_random_seed(SEED)
     x_train, x_test, y_train, y_test = load_data()
     print(
@@ -152,7 +152,11 @@ def main(argv=None):
     print(f"saved {path}; reloaded, max abs logit difference {difference:.1e}")
     if not difference < 1e-4:
         sys.exit("the reloaded model disagrees with the trained one")
+    return model, path, test_accuracy, logits
 
+
+def main(argv=None):
+    _, _, test_accuracy, _ = train_and_save(parse_args(argv))
     seconds = time.perf_counter() - _START
     print(f"RESULT test_accuracy={test_accuracy:.3f} seconds={seconds:.0f}")
 
