@@ -235,11 +235,14 @@ class MultiHeadAttention(keras.layers.Layer):
         if self.rotary_embedding is not None:
             q = self.rotary_embedding(q, start_index=start)
 
+        # Without a cache the causal mask has no offset: pass it as `is_causal`, so
+        # no (T, S) mask is built (the fused and chunked paths make it per block).
+        is_causal = bool(use_causal_mask) and cache is None
         mask = self._attention_mask(
             q,
             k,
             attention_mask,
-            use_causal_mask,
+            use_causal_mask and not is_causal,
             cache,
             cache_update_index,
             query_mask,
@@ -255,6 +258,7 @@ class MultiHeadAttention(keras.layers.Layer):
             k,
             v,
             mask=mask,
+            is_causal=is_causal,
             dropout_rate=self.dropout,
             training=training,
             return_attention_scores=needs_scores,

@@ -235,11 +235,13 @@ def _fused_attention(query, key, value, mask, is_causal, scale):
         # several (keras 3.15), so multi-query attention fails in its einsum.
         key = ops.repeat(key, heads, axis=2)
         value = ops.repeat(value, heads, axis=2)
-    allowed = _allowed(mask, is_causal, query, key)
-    if allowed is None:
+    if mask is None:
+        # The kernel's own causal flag: PyTorch's flash kernel then skips the
+        # blocks above the diagonal and never builds a (T, S) mask.
         return ops.dot_product_attention(
             query, key, value, scale=scale, is_causal=is_causal
         )
+    allowed = _allowed(mask, is_causal, query, key)
     # Kernels return NaN (or a uniform average) for rows with no allowed key. Let
     # those rows attend everywhere, then zero them, so gradients stay finite too.
     has_key = ops.any(allowed, axis=-1, keepdims=True)  # (B|1, H|1, T|1, 1)
