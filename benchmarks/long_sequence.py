@@ -97,7 +97,9 @@ def _one(config):
     wall, cpu = time.perf_counter(), time.process_time()
     if mode == "train":
         model.compile(optimizer="sgd", loss="mse")
-        model.train_on_batch(x, x)
+        # Reading the loss waits for the step: JAX dispatches asynchronously, and
+        # an allocation failure only surfaces when the value is read.
+        float(np.asarray(model.train_on_batch(x, x)))
     else:
         keras.ops.convert_to_numpy(model(x, training=False))
     return {
