@@ -74,27 +74,22 @@ class EncoderDecoderModel(FunctionalModel):
         self.decoder_position_embedding = SinusoidalPositionEmbedding(
             dtype=dtype, name="decoder_position_embedding"
         )
-        self.decoder_embedding_dropout = keras.layers.Dropout(
-            dropout, dtype=dtype, name="decoder_embedding_dropout"
-        )
-        self.decoder_layers = [
-            TransformerDecoder(
-                intermediate_dim,
-                num_heads,
-                dropout=dropout,
-                activation=activation,
-                layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=normalize_first,
-                dtype=dtype,
-                name=f"decoder_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        self.decoder_norm = _final_norm(
-            normalize_first if final_norm is None else final_norm,
+        (
+            self.decoder_embedding_dropout,
+            self.decoder_layers,
+            self.decoder_norm,
+        ) = _block_stack(
+            TransformerDecoder,
+            "decoder",
+            num_layers,
+            intermediate_dim,
+            num_heads,
+            dropout,
+            activation,
+            normalize_first,
             layer_norm_epsilon,
             dtype,
-            "decoder_norm",
+            final_norm,
         )
 
     def _create_encoder_stack(
@@ -113,27 +108,22 @@ class EncoderDecoderModel(FunctionalModel):
 
         `final_norm` (default: `normalize_first`) adds `encoder_norm`.
         """
-        self.encoder_embedding_dropout = keras.layers.Dropout(
-            dropout, dtype=dtype, name="encoder_embedding_dropout"
-        )
-        self.encoder_layers = [
-            TransformerEncoder(
-                intermediate_dim,
-                num_heads,
-                dropout=dropout,
-                activation=activation,
-                layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=normalize_first,
-                dtype=dtype,
-                name=f"encoder_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        self.encoder_norm = _final_norm(
-            normalize_first if final_norm is None else final_norm,
+        (
+            self.encoder_embedding_dropout,
+            self.encoder_layers,
+            self.encoder_norm,
+        ) = _block_stack(
+            TransformerEncoder,
+            "encoder",
+            num_layers,
+            intermediate_dim,
+            num_heads,
+            dropout,
+            activation,
+            normalize_first,
             layer_norm_epsilon,
             dtype,
-            "encoder_norm",
+            final_norm,
         )
 
     def _run_encoder_stack(self, x, padding_mask=None, training=None):
@@ -244,11 +234,46 @@ class EncoderDecoderModel(FunctionalModel):
         return self_caches, cross_caches, encoder_padding_mask
 
 
-def _final_norm(enabled, epsilon, dtype, name):
-    """Pre-LN stacks end with a norm; post-LN blocks already end normalised."""
-    if not enabled:
-        return None
-    return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
+def _block_stack(
+    block_class,
+    prefix,
+    num_layers,
+    intermediate_dim,
+    num_heads,
+    dropout,
+    activation,
+    normalize_first,
+    layer_norm_epsilon,
+    dtype,
+    final_norm,
+):
+    """`(embedding dropout, blocks, final norm or None)` named `{prefix}_...`.
+
+    Pre-LN stacks end with a norm; post-LN blocks already end normalised, unless
+    `final_norm` asks for one (as `torch.nn.Transformer` has).
+    """
+    embedding_dropout = keras.layers.Dropout(
+        dropout, dtype=dtype, name=f"{prefix}_embedding_dropout"
+    )
+    blocks = [
+        block_class(
+            intermediate_dim,
+            num_heads,
+            dropout=dropout,
+            activation=activation,
+            layer_norm_epsilon=layer_norm_epsilon,
+            normalize_first=normalize_first,
+            dtype=dtype,
+            name=f"{prefix}_layer_{i}",
+        )
+        for i in range(num_layers)
+    ]
+    norm = None
+    if normalize_first if final_norm is None else final_norm:
+        norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name=f"{prefix}_norm"
+        )
+    return embedding_dropout, blocks, norm
 
 
 def token_embedding_layer(
