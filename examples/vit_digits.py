@@ -1,8 +1,9 @@
 """Train a small `keras_attn.models.VisionTransformer` on scikit-learn's digits.
 
 The 1,797 8x8 grey digits of `sklearn.datasets.load_digits` (no download) are
-split 80/20, stratified, with a fixed seed. A ViT with 2x2 patches (16 patches
-and a class token) is trained with `model.fit`: AdamW, a linear warmup into a
+split 80/20, stratified, with a fixed seed. A ViT with 2x2 patches (16 patch
+tokens, mean-pooled: no class token) is trained with `model.fit`: AdamW, a linear
+warmup into a
 cosine decay, label smoothing, and random shifts of +-1 pixel as augmentation.
 It runs on the backend that `KERAS_BACKEND` names:
 
