@@ -3,8 +3,8 @@
 The 1,797 8x8 grey digits of `sklearn.datasets.load_digits` (no download) are
 split 80/20, stratified, with a fixed seed. A ViT with 2x2 patches (16 patch
 tokens, mean-pooled: no class token) is trained with `model.fit`: AdamW, a linear
-warmup into a
-cosine decay, label smoothing, and random shifts of +-1 pixel as augmentation.
+warmup into a cosine decay, label smoothing, and random shifts of +-1 pixel as
+augmentation.
 It runs on the backend that `KERAS_BACKEND` names:
 
     KERAS_BACKEND=jax python examples/vit_digits.py             # full run
