@@ -35,23 +35,14 @@ class EncoderDecoderModel(FunctionalModel):
         vocabulary_size,
         num_layers,
         hidden_dim,
-        intermediate_dim,
-        num_heads,
-        dropout,
-        activation,
-        normalize_first,
-        layer_norm_epsilon,
         scale_embeddings,
         tie_output_embeddings,
+        block,
         token_embedding=None,
-        dtype=None,
-        final_norm=None,
     ):
         """Create the decoder layers as attributes (before the graph is built).
 
-        `dtype` (a `DTypePolicy` or None) is given to every layer: a functional
-        model's own policy does not reach layers created before its `__init__`.
-        `final_norm` (default: `normalize_first`) adds `decoder_norm`.
+        `block` holds the `_block_stack` arguments the encoder stack shares.
         """
         owner = type(self).__name__
         vocabulary_size = _checks.check_positive_int(
@@ -59,7 +50,10 @@ class EncoderDecoderModel(FunctionalModel):
         )
         _checks.check_positive_int(owner, "num_layers", num_layers)
         _checks.check_positive_int(owner, "hidden_dim", hidden_dim)
-        _checks.check_divisible(owner, "hidden_dim", hidden_dim, num_heads, "num_heads")
+        _checks.check_divisible(
+            owner, "hidden_dim", hidden_dim, block["num_heads"], "num_heads"
+        )
+        dtype = block.get("dtype")
         self._hidden_dim = hidden_dim
         self._scale_embeddings = scale_embeddings
         self.decoder_vocabulary_size = vocabulary_size
@@ -78,53 +72,15 @@ class EncoderDecoderModel(FunctionalModel):
             self.decoder_embedding_dropout,
             self.decoder_layers,
             self.decoder_norm,
-        ) = _block_stack(
-            TransformerDecoder,
-            "decoder",
-            num_layers,
-            intermediate_dim,
-            num_heads,
-            dropout,
-            activation,
-            normalize_first,
-            layer_norm_epsilon,
-            dtype,
-            final_norm,
-        )
+        ) = _block_stack(TransformerDecoder, "decoder", num_layers, **block)
 
-    def _create_encoder_stack(
-        self,
-        num_layers,
-        intermediate_dim,
-        num_heads,
-        dropout,
-        activation,
-        normalize_first,
-        layer_norm_epsilon,
-        dtype=None,
-        final_norm=None,
-    ):
-        """Create `encoder_embedding_dropout`, `encoder_layer_{i}`, `encoder_norm`.
-
-        `final_norm` (default: `normalize_first`) adds `encoder_norm`.
-        """
+    def _create_encoder_stack(self, num_layers, block):
+        """Create `encoder_embedding_dropout`, `encoder_layer_{i}`, `encoder_norm`."""
         (
             self.encoder_embedding_dropout,
             self.encoder_layers,
             self.encoder_norm,
-        ) = _block_stack(
-            TransformerEncoder,
-            "encoder",
-            num_layers,
-            intermediate_dim,
-            num_heads,
-            dropout,
-            activation,
-            normalize_first,
-            layer_norm_epsilon,
-            dtype,
-            final_norm,
-        )
+        ) = _block_stack(TransformerEncoder, "encoder", num_layers, **block)
 
     def _run_encoder_stack(self, x, padding_mask=None, training=None):
         """Embedded inputs `(B, S, D)` through dropout, the blocks and the norm."""
@@ -238,16 +194,20 @@ def _block_stack(
     block_class,
     prefix,
     num_layers,
+    *,
     intermediate_dim,
     num_heads,
     dropout,
     activation,
     normalize_first,
     layer_norm_epsilon,
-    dtype,
-    final_norm,
+    dtype=None,
+    final_norm=None,
 ):
     """`(embedding dropout, blocks, final norm or None)` named `{prefix}_...`.
+
+    `dtype` (a `DTypePolicy` or None) is given to every layer: a functional
+    model's own policy does not reach layers created before its `__init__`.
 
     Pre-LN stacks end with a norm; post-LN blocks already end normalised, unless
     `final_norm` asks for one (as `torch.nn.Transformer` has).

@@ -155,19 +155,22 @@ class ImageCaptioner(EncoderDecoderModel):
         dtype = self._pop_dtype_policy(kwargs)
 
         # === Layers ===
+        block = dict(
+            intermediate_dim=intermediate_dim,
+            num_heads=num_heads,
+            dropout=dropout,
+            activation=activation,
+            normalize_first=normalize_first,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dtype=dtype,
+        )
         self._create_decoder(
             vocabulary_size,
             num_decoder_layers,
             hidden_dim,
-            intermediate_dim,
-            num_heads,
-            dropout,
-            activation,
-            normalize_first,
-            layer_norm_epsilon,
             scale_embeddings,
             tie_output_embeddings,
-            dtype=dtype,
+            block,
         )
         if encoder == "cnn":
             self._create_cnn_stem(patch_size, hidden_dim, height, width, dtype)
@@ -179,16 +182,7 @@ class ImageCaptioner(EncoderDecoderModel):
                 dtype=dtype,
                 name="patch_embedding",
             )
-        self._create_encoder_stack(
-            num_encoder_layers,
-            intermediate_dim,
-            num_heads,
-            dropout,
-            activation,
-            normalize_first,
-            layer_norm_epsilon,
-            dtype=dtype,
-        )
+        self._create_encoder_stack(num_encoder_layers, block)
 
         # === Functional model ===
         self.encoder = encoder

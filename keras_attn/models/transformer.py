@@ -107,20 +107,23 @@ class Transformer(EncoderDecoderModel):
         dtype = self._pop_dtype_policy(kwargs)
 
         # === Layers ===
+        block = dict(
+            intermediate_dim=intermediate_dim,
+            num_heads=num_heads,
+            dropout=dropout,
+            activation=activation,
+            normalize_first=normalize_first,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dtype=dtype,
+            final_norm=final_norm,
+        )
         self._create_decoder(
             target_vocabulary_size,
             num_decoder_layers,
             hidden_dim,
-            intermediate_dim,
-            num_heads,
-            dropout,
-            activation,
-            normalize_first,
-            layer_norm_epsilon,
             scale_embeddings,
             tie_output_embeddings,
-            dtype=dtype,
-            final_norm=final_norm,
+            block,
         )
         self.encoder_token_embedding = (
             self.decoder_token_embedding
@@ -137,17 +140,7 @@ class Transformer(EncoderDecoderModel):
         self.encoder_position_embedding = SinusoidalPositionEmbedding(
             dtype=dtype, name="encoder_position_embedding"
         )
-        self._create_encoder_stack(
-            num_layers,
-            intermediate_dim,
-            num_heads,
-            dropout,
-            activation,
-            normalize_first,
-            layer_norm_epsilon,
-            dtype=dtype,
-            final_norm=final_norm,
-        )
+        self._create_encoder_stack(num_layers, block)
 
         # === Functional model ===
         inputs = {
