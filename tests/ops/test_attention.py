@@ -124,6 +124,9 @@ REFERENCE_CASES = [
     scenario("multi_query", num_heads=4, num_kv_heads=1, mask="full"),
     scenario("small_chunks", **SMALL_CHUNKS, **GROUPED, is_causal=True, mask="padding"),
     scenario("small_chunks_full_mask", **SMALL_CHUNKS, **GROUPED, mask="full"),
+    # Without a mask, blocks below the diagonal and without padding skip masking.
+    scenario("small_chunks_causal", **SMALL_CHUNKS, is_causal=True),
+    scenario("small_chunks_unpadded", query_length=24, key_length=16, chunk_size=8),
     scenario("custom_scale", scale=0.3, mask="padding"),
 ]
 
@@ -151,6 +154,9 @@ GRADIENT_CASES = [
         mask="padding",
     ),
     scenario("full_mask_custom_scale", mask="full", scale=0.5),
+    scenario("small_chunks_causal", **SMALL_CHUNKS, is_causal=True),
+    scenario("small_chunks_no_mask", **SMALL_CHUNKS, **GROUPED),
+    scenario("unpadded_chunks_causal", query_length=24, key_length=24, chunk_size=8),
 ]
 
 
