@@ -36,6 +36,13 @@ class PatchEmbedding(keras.layers.Layer):
     image size resizes the grid rows bicubically (`resample_position_grid`, the
     class token row kept apart), so a model trained at 224 pixels runs at 384.
 
+    With `shifted_patches=True` the layer does the shifted patch tokenization of
+    Lee et al. (2021) for small datasets: the image is stacked, along channels,
+    with four copies of itself shifted by half a patch towards each diagonal
+    (zeros fill the edge) before it is cut into patches, so each token also sees
+    the pixels around its patch (a 2x2 patch sees a 4x4 neighbourhood). The
+    projection kernel is then `(ph, pw, 5 * channels, hidden_dim)`.
+
     Args:
         patch_size: int or pair `(ph, pw)`. Image height and width must be
             multiples of it.
@@ -51,6 +58,8 @@ class PatchEmbedding(keras.layers.Layer):
             `"zeros"`.
         position_initializer: initializer of the learned position table.
             Defaults to `RandomNormal(stddev=0.02)`, as in ViT and timm.
+        shifted_patches: bool. Shifted patch tokenization (above); needs a
+            patch of at least 2 pixels each way. Defaults to `False`.
         **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Call arguments:
@@ -70,6 +79,7 @@ class PatchEmbedding(keras.layers.Layer):
 
     References:
      - [Dosovitskiy et al., 2021](https://arxiv.org/abs/2010.11929)
+     - [Lee et al., 2021](https://arxiv.org/abs/2112.13492), shifted patches
     """
 
     def __init__(
@@ -81,6 +91,7 @@ class PatchEmbedding(keras.layers.Layer):
         kernel_initializer="lecun_normal",
         bias_initializer="zeros",
         position_initializer=_POSITION_INITIALIZER,
+        shifted_patches=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,6 +112,16 @@ class PatchEmbedding(keras.layers.Layer):
         self.bias_initializer = _fresh_initializer(bias_initializer)
         self.position_initializer = _fresh_initializer(position_initializer)
         self.num_prefix_tokens = int(use_class_token)
+        if not isinstance(shifted_patches, bool):
+            fail(owner, "shifted_patches", shifted_patches, "True or False")
+        if shifted_patches and min(self.patch_size) < 2:
+            fail(
+                owner,
+                "patch_size",
+                patch_size,
+                "at least 2 pixels each way with shifted_patches=True",
+            )
+        self.shifted_patches = shifted_patches
 
     def _check_patch_size(self, patch_size):
         pair = (patch_size, patch_size) if _is_static(patch_size) else patch_size
@@ -151,7 +172,8 @@ class PatchEmbedding(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="projection",
         )
-        self.projection.build(input_shape)
+        copies = len(_DIAGONALS) + 1 if self.shifted_patches else 1
+        self.projection.build((*input_shape[:3], copies * input_shape[3]))
         if self.use_class_token:
             self.class_token = self.add_weight(
                 name="class_token", shape=(1, 1, self.hidden_dim), initializer="zeros"
@@ -176,6 +198,9 @@ class PatchEmbedding(keras.layers.Layer):
 
     def call(self, images):
         self._check_shape(images.shape)
+        if self.shifted_patches:
+            shift = tuple(patch // 2 for patch in self.patch_size)
+            images = with_diagonal_shifts(images, shift)  # (B, H, W, 5C)
         x = self.projection(images)  # (B, gh, gw, D)
         batch, grid_height, grid_width, _ = ops.shape(x)
         x = ops.reshape(x, (batch, -1, self.hidden_dim))  # (B, N, D)
@@ -212,9 +237,37 @@ class PatchEmbedding(keras.layers.Layer):
                 "position_initializer": keras.initializers.serialize(
                     self.position_initializer
                 ),
+                "shifted_patches": self.shifted_patches,
             }
         )
         return config
+
+
+# Directions of the shifted copies: up-left, up-right, down-left, down-right.
+_DIAGONALS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+def with_diagonal_shifts(images, shift):
+    """`images` and its copies moved by `shift` pixels along each diagonal.
+
+    Args:
+        images: tensor `(batch, height, width, channels)`.
+        shift: pair `(rows, columns)` of non-negative ints.
+
+    Returns:
+        Tensor `(batch, height, width, 5 * channels)`: the image, then the copies
+        in the order of `_DIAGONALS`; pixel `(y, x)` of the copy for direction
+        `(dy, dx)` is pixel `(y + dy * rows, x + dx * columns)` of the image, or
+        zero outside it.
+    """
+    rows, columns = shift
+    padded = ops.pad(images, ((0, 0), (rows, rows), (columns, columns), (0, 0)))
+    size = ops.shape(images)
+    copies = [images]
+    for dy, dx in _DIAGONALS:
+        start = (0, rows + dy * rows, columns + dx * columns, 0)
+        copies.append(ops.slice(padded, start, size))
+    return ops.concatenate(copies, axis=-1)
 
 
 def _fresh_initializer(initializer):

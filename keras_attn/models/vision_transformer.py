@@ -82,6 +82,9 @@ class VisionTransformer(keras.Model):
             on ImageNet-21k. Defaults to `None`.
         include_top: bool. Whether to add the `head`; without it the model
             returns the pooled features. Defaults to `True`.
+        shifted_patches: bool. Shifted patch tokenization for small datasets
+            (`keras_attn.layers.PatchEmbedding`; Lee et al., 2021). Defaults to
+            `False`.
         dtype: dtype policy of the layers (e.g. `"mixed_bfloat16"`). Defaults
             to the global policy.
         name: string. Name of the model.
@@ -128,6 +131,7 @@ class VisionTransformer(keras.Model):
         layer_norm_epsilon=1e-6,
         representation_size=None,
         include_top=True,
+        shifted_patches=False,
         dtype=None,
         name=None,
         **kwargs,
@@ -169,6 +173,7 @@ class VisionTransformer(keras.Model):
             patch_size=patch_size,
             hidden_dim=hidden_dim,
             use_class_token=pooling == "token",
+            shifted_patches=shifted_patches,
             dtype=dtype,
             name="patch_embedding",
         )
@@ -234,6 +239,7 @@ class VisionTransformer(keras.Model):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.representation_size = representation_size
         self.include_top = include_top
+        self.shifted_patches = shifted_patches
 
     def _check_images(self, shape):
         owner = _checks.owner_name(self)
@@ -274,6 +280,7 @@ class VisionTransformer(keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "representation_size": self.representation_size,
             "include_top": self.include_top,
+            "shifted_patches": self.shifted_patches,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "name": self.name,
             "trainable": self.trainable,

@@ -7,6 +7,7 @@ import torch
 from keras.src.testing import TestCase
 
 from keras_attn.layers.patch_embedding import PatchEmbedding
+from keras_attn.layers.patch_embedding import with_diagonal_shifts
 
 
 def random(shape, seed=0):
@@ -45,6 +46,21 @@ def numpy_reference(layer, images, positions=None):
     if positions is not None:
         tokens = tokens + positions
     return tokens
+
+
+def numpy_shifted(images, rows, columns):
+    """Pixel (y, x) of the copy for (dy, dx) is images[y + dy*rows, x + dx*columns]."""
+    _, height, width, _ = images.shape
+    copies = [images]
+    for dy, dx in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+        copy = np.zeros_like(images)
+        for y in range(height):
+            for x in range(width):
+                source_y, source_x = y + dy * rows, x + dx * columns
+                if 0 <= source_y < height and 0 <= source_x < width:
+                    copy[:, y, x] = images[:, source_y, source_x]
+        copies.append(copy)
+    return np.concatenate(copies, axis=-1)
 
 
 def randomize(layer):
@@ -106,6 +122,32 @@ class PatchEmbeddingTest(TestCase):
         table = keras.ops.convert_to_numpy(layer.position_table)
         expected = numpy_reference(layer, images, positions=table)
         self.assertAllClose(layer(images), expected, atol=1e-5)
+
+    def test_diagonal_shifts_match_numpy(self):
+        images = random((2, 5, 6, 2))
+        self.assertAllClose(
+            with_diagonal_shifts(images, (1, 2)), numpy_shifted(images, 1, 2)
+        )
+
+    def test_shifted_patches_match_numpy_reference(self):
+        layer = PatchEmbedding((2, 4), 5, shifted_patches=True)
+        layer.build((None, 4, 8, 3))
+        self.assertEqual(layer.projection.kernel.shape, (2, 4, 15, 5))
+        randomize(layer)
+        images = random((2, 4, 8, 3))
+        table = keras.ops.convert_to_numpy(layer.position_table)
+        # Half a patch: one row and two columns.
+        expected = numpy_reference(layer, numpy_shifted(images, 1, 2), table)
+        self.assertAllClose(layer(images), expected, atol=1e-5)
+
+    def test_layer_behaviour_shifted_patches(self):
+        self.run_layer_test(
+            PatchEmbedding,
+            init_kwargs={"patch_size": 2, "hidden_dim": 6, "shifted_patches": True},
+            input_shape=(2, 4, 6, 1),
+            expected_output_shape=(2, 7, 6),
+            expected_num_trainable_weights=4,
+        )
 
     def test_other_image_size_resamples_positions_bicubically(self):
         layer = PatchEmbedding(2, 4)
@@ -219,3 +261,9 @@ class PatchEmbeddingTest(TestCase):
             PatchEmbedding(4, 6, position_embedding="rope")
         with self.assertRaisesRegex(ValueError, "`hidden_dim`.*divisible by two"):
             PatchEmbedding(4, 5, position_embedding="sinusoidal")
+        with self.assertRaisesRegex(ValueError, "`shifted_patches`.*True or False"):
+            PatchEmbedding(4, 6, shifted_patches="yes")
+        with self.assertRaisesRegex(
+            ValueError, "`patch_size`.*at least 2 pixels.*received \\(1, 4\\)"
+        ):
+            PatchEmbedding((1, 4), 6, shifted_patches=True)

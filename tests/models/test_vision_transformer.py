@@ -143,7 +143,7 @@ class VisionTransformerTest(TestCase):
         self.assertLess(losses[-1], 0.8 * losses[0])
 
     def test_keras_file_round_trip_gives_identical_outputs(self):
-        model = randomize(small_model(representation_size=8))
+        model = randomize(small_model(representation_size=8, shifted_patches=True))
         images = random((2, 8, 8, 1))
         path = os.path.join(self.get_temp_dir(), "vit.keras")
         model.save(path)
@@ -182,6 +182,13 @@ class VisionTransformerTest(TestCase):
         expected = logits(reference, images)
         # `predict` traces with unknown sizes on TensorFlow: a dynamic grid.
         self.assertAllClose(model.predict(images, verbose=0), expected, atol=1e-5)
+
+    def test_shifted_patches_stack_five_copies_of_the_image(self):
+        model = small_model(shifted_patches=True)
+        embedding = model.get_layer("patch_embedding")
+        self.assertTrue(embedding.shifted_patches)
+        self.assertEqual(embedding.projection.kernel.shape, (2, 2, 5, 16))
+        self.assertEqual(logits(model, random((3, 8, 8, 1))).shape, (3, 5))
 
     def test_non_square_images(self):
         self.assertEqual(logits(small_model(), random((3, 12, 6, 1))).shape, (3, 5))
