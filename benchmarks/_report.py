@@ -56,22 +56,32 @@ def _table(header, rows):
 
 def _encoder(r):
     fraction = r["fraction_of_blas_peak"]
+    share = r.get("step_gemm_share", {})
     rows = [
         [
             name,
             _fmt(tps),
             _fmt(fraction[name], 2),
+            _fmt(share[name], 2) if name in share else "",
             _fmt(r["inference_ms"][name], 1) if name in r["inference_ms"] else "",
         ]
         for name, tps in r["tokens_per_second"].items()
     ]
-    rows.append(["BLAS peak (GFLOP/s)", _fmt(r["blas_gflops"]), "1", ""])
+    rows.append(["BLAS peak (GFLOP/s)", _fmt(r["blas_gflops"]), "1", "", ""])
+    if "step_gemm_ms" in r:
+        rows.append(["step GEMMs alone (ms)", _fmt(r["step_gemm_ms"], 1), "", "1", ""])
     out = [
         "### Encoder training and inference (batch 8 x 256, width 256)",
         "",
     ]
     out += _table(
-        ["contender", "training tokens/s", "fraction of BLAS peak", "inference ms"],
+        [
+            "contender",
+            "training tokens/s",
+            "fraction of BLAS peak",
+            "GEMM share of step",
+            "inference ms",
+        ],
         rows,
     )
     ratios = [

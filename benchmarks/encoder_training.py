@@ -13,6 +13,8 @@ inference (latency of one batch). Contenders, interleaved round by round:
   (`torch.compile`), where Keras offers it.
 - `BLAS peak`: a float32 matrix product (NumPy; torch's own on torch), the
   roofline of this run.
+- `step GEMMs`: the matrix products of one training step alone
+  (`benchmarks/_gemms.py`), the profile that says how much of a step is GEMM time.
 
 On TensorFlow and JAX every Keras model is compiled with `jit_compile=True` (XLA).
 """
@@ -20,16 +22,20 @@ On TensorFlow and JAX every Keras model is compiled with `jit_compile=True` (XLA
 import keras
 import numpy as np
 
+from benchmarks import _gemms
 from benchmarks import _timing
 
 BATCH, LENGTH, WIDTH, HEADS, INTERMEDIATE = 8, 256, 256, 8, 1024
 GEMM_SIZE = 1024
 
 
+def step_products():
+    return _gemms.step_products(BATCH, LENGTH, WIDTH, HEADS, INTERMEDIATE)
+
+
 def step_flops():
     """Floating-point operations of one training step (forward + 2x backward)."""
-    per_token = 8 * WIDTH**2 + 4 * WIDTH * INTERMEDIATE + 4 * LENGTH * WIDTH
-    return 3 * per_token * BATCH * LENGTH
+    return _gemms.flops(step_products())
 
 
 def _keras_attn_block(inputs):
@@ -148,9 +154,11 @@ def run(quick=False, rounds=None):
         train["torch loop"], infer["torch loop"] = _torch_contenders(x, y)
     gemm, gemm_flops = _gemm()
     train["BLAS peak"] = gemm
+    train["step GEMMs"] = _gemms.runner(step_products(), steps)
 
     train_times = _timing.interleave(train, rounds)
     gemm_times = train_times.pop("BLAS peak")
+    step_gemm_times = train_times.pop("step GEMMs")
     infer_times = _timing.interleave(infer, rounds, warmup=2)
 
     tokens = steps * BATCH * LENGTH
@@ -182,6 +190,10 @@ def run(quick=False, rounds=None):
             n: _timing.summary([1e3 * s for s in t]) for n, t in infer_times.items()
         },
         "inference_speedup_vs_faster_anchor": _vs_faster(infer_times, anchors),
+        "step_gemm_ms": _timing.summary([1e3 * t / steps for t in step_gemm_times]),
+        "step_gemm_share": {
+            n: _timing.ratio_summary(step_gemm_times, t) for n, t in train_times.items()
+        },
     }
     if "torch loop" in train_times:
         result["train_speedup_vs_torch_loop"] = {

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_attn.inspect._walk import find_layer
+from keras_attn.layers.patch_embedding import DIAGONAL_SHIFTS
 from keras_attn.layers.patch_embedding import PatchEmbedding
 
 
@@ -54,9 +55,12 @@ def patch_embedding_components(model, n=28):
     """The principal components of the patch-embedding filters.
 
     The projection kernel `(ph, pw, channels, hidden_dim)` holds `hidden_dim`
-    filters of `ph·pw·channels` pixels each. They are centred (the mean filter
-    removed) and decomposed with an SVD; the leading components are what the
-    embedding mostly looks for in a patch.
+    filters of `ph·pw·channels` pixels each. With shifted patches
+    (`shifted_patches=True`) each filter is first put back on the image: the five
+    kernels of the image and its shifted copies add up to one filter over the
+    `(ph + 2·(ph // 2), pw + 2·(pw // 2))` neighbourhood a token sees. They
+    are centred (the mean filter removed) and decomposed with an SVD; the
+    leading components are what the embedding mostly looks for in a patch.
 
     Args:
         model: a model containing a `keras_attn.layers.PatchEmbedding` (the
@@ -88,6 +92,8 @@ def patch_embedding_components(model, n=28):
         )
     layer = find_layer(model, PatchEmbedding, owner)
     kernel = _numpy(layer.projection.kernel).astype("float64")
+    if layer.shifted_patches:
+        kernel = _neighbourhood_kernel(kernel, layer.patch_size)
     patch_shape = kernel.shape[:3]  # (ph, pw, C)
     filters = kernel.reshape(-1, kernel.shape[-1]).T  # (D, ph·pw·C)
     centred = filters - filters.mean(axis=0)
@@ -103,6 +109,24 @@ def patch_embedding_components(model, n=28):
         components.reshape((k,) + patch_shape).astype("float32"),
         ratio[:k].astype("float32"),
     )
+
+
+def _neighbourhood_kernel(kernel, patch_size):
+    """A shifted-patch kernel `(ph, pw, 5C, D)` as one filter on the image.
+
+    Pixel `(y, x)` of the copy shifted by `(dy, dx)` is image pixel
+    `(y + dy·sh, x + dx·sw)`, so the copy's kernel lands at that offset in the
+    `(ph + 2·sh, pw + 2·sw, C, D)` window around the patch.
+    """
+    (ph, pw), (sh, sw) = patch_size, (patch_size[0] // 2, patch_size[1] // 2)
+    channels = kernel.shape[2] // (1 + len(DIAGONAL_SHIFTS))
+    window = np.zeros((ph + 2 * sh, pw + 2 * sw, channels, kernel.shape[-1]))
+    for copy, (dy, dx) in enumerate(((0, 0),) + DIAGONAL_SHIFTS):
+        top, left = sh + dy * sh, sw + dx * sw
+        window[top : top + ph, left : left + pw] += kernel[
+            :, :, copy * channels : (copy + 1) * channels
+        ]
+    return window
 
 
 def _numpy(variable):

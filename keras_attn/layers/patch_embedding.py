@@ -172,7 +172,7 @@ class PatchEmbedding(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="projection",
         )
-        copies = len(_DIAGONALS) + 1 if self.shifted_patches else 1
+        copies = len(DIAGONAL_SHIFTS) + 1 if self.shifted_patches else 1
         self.projection.build((*input_shape[:3], copies * input_shape[3]))
         if self.use_class_token:
             self.class_token = self.add_weight(
@@ -243,8 +243,9 @@ class PatchEmbedding(keras.layers.Layer):
         return config
 
 
-# Directions of the shifted copies: up-left, up-right, down-left, down-right.
-_DIAGONALS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+# Directions (rows, columns) of the shifted copies, in channel order after the
+# image itself: up-left, up-right, down-left, down-right.
+DIAGONAL_SHIFTS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def with_diagonal_shifts(images, shift):
@@ -256,7 +257,7 @@ def with_diagonal_shifts(images, shift):
 
     Returns:
         Tensor `(batch, height, width, 5 * channels)`: the image, then the copies
-        in the order of `_DIAGONALS`; pixel `(y, x)` of the copy for direction
+        in the order of `DIAGONAL_SHIFTS`; pixel `(y, x)` of the copy for direction
         `(dy, dx)` is pixel `(y + dy * rows, x + dx * columns)` of the image, or
         zero outside it.
     """
@@ -264,7 +265,7 @@ def with_diagonal_shifts(images, shift):
     padded = ops.pad(images, ((0, 0), (rows, rows), (columns, columns), (0, 0)))
     size = ops.shape(images)
     copies = [images]
-    for dy, dx in _DIAGONALS:
+    for dy, dx in DIAGONAL_SHIFTS:
         start = (0, rows + dy * rows, columns + dx * columns, 0)
         copies.append(ops.slice(padded, start, size))
     return ops.concatenate(copies, axis=-1)

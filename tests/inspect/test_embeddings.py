@@ -77,3 +77,32 @@ def test_components_are_orthonormal_and_capped_at_the_patch_size():
 def test_a_bad_number_of_components_is_rejected():
     with pytest.raises(ValueError, match="`n`.*0"):
         inspect.patch_embedding_components(patch_embedding(), n=0)
+
+
+def test_shifted_patch_filters_are_put_back_on_the_image():
+    layer = patch_embedding(hidden_dim=6, shifted_patches=True)
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(2, 2, 5, 6)).astype("float32")
+    layer.projection.kernel.assign(kernel)
+    layer.projection.bias.assign(np.zeros(6, "float32"))
+    components, ratios = inspect.patch_embedding_components(layer, n=16)
+    assert components.shape == (6, 4, 4, 1)  # 4x4 neighbourhood of a 2x2 patch
+
+    # The neighbourhood filter applied to the image's 4x4 window around a patch
+    # gives the layer's token (edges zero-padded, as the shifted copies are).
+    images = rng.normal(size=(1, 8, 8, 1)).astype("float32")
+    tokens = keras.ops.convert_to_numpy(layer(images))[0, 1:]  # (16, 6), no class
+    tokens = tokens - keras.ops.convert_to_numpy(layer.position_table)[1:]
+    padded = np.pad(images[0, :, :, 0], 1)
+    windows = np.stack(
+        [
+            padded[2 * r : 2 * r + 4, 2 * c : 2 * c + 4]
+            for r in range(4)
+            for c in range(4)
+        ]
+    )  # (16, 4, 4)
+    from keras_attn.inspect.embeddings import _neighbourhood_kernel
+
+    window_kernel = _neighbourhood_kernel(kernel.astype("float64"), (2, 2))[:, :, 0]
+    expected = np.einsum("nyx,yxd->nd", windows, window_kernel)
+    np.testing.assert_allclose(tokens, expected, atol=1e-4)
