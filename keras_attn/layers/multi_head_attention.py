@@ -221,12 +221,15 @@ class MultiHeadAttention(keras.layers.Layer):
         key_mask=None,
     ):
         key = value if key is None else key
-        q = self.query(query)  # (B, T, H, Dk)
         start = 0 if cache_update_index is None else cache_update_index
         if cache is not None and cache_update_index is None:
+            (q,) = self._project((self.query, query))  # (B, T, H, Dk)
             k, v = cache[:, 0], cache[:, 1]  # precomputed (B, S, Hkv, Dk)
         else:
-            k, v = self.key(key), self.value(value)  # (B, S, Hkv, Dk|Dv)
+            # (B, T, H, Dk), (B, S, Hkv, Dk), (B, S, Hkv, Dv)
+            q, k, v = self._project(
+                (self.query, query), (self.key, key), (self.value, value)
+            )
             if self.rotary_embedding is not None:
                 k = self.rotary_embedding(k, start_index=start)
             if cache is not None:
@@ -275,6 +278,28 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             outputs += (cache,)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _project(self, *pairs):
+        """Each `(projection, inputs)` applied; one matrix product per input tensor.
+
+        Projections of the same tensor (q, k and v in self-attention; k and v in
+        cross-attention) run as one product with their kernels side by side:
+        one (B·T, d) x (d, 3·H·Dk) GEMM instead of three thinner ones. Under XLA
+        (JAX, TensorFlow) a cached decoding step got 1.5x faster on TensorFlow
+        and 1.1x on JAX (`benchmarks/cached_decoding.py`), training unchanged.
+        Not on torch, whose eager calls copy the kernels into one on every call:
+        decoding there fell to 0.68x keras-hub's, so torch keeps three products.
+        Sublayers with LoRA or quantization enabled are called as they are.
+        """
+        outputs, start = [], 0
+        while start < len(pairs):
+            end = start + 1
+            while end < len(pairs) and pairs[end][1] is pairs[start][1]:
+                end += 1
+            layers = [layer for layer, _ in pairs[start:end]]
+            outputs.extend(_fused_projection(layers, pairs[start][1]))
+            start = end
+        return outputs
 
     def _attention_mask(
         self,
@@ -366,7 +391,7 @@ class MultiHeadAttention(keras.layers.Layer):
         Pass the result as `cache` (with `cache_update_index=None`) in later calls.
         """
         key = value if key is None else key
-        k, v = self.key(key), self.value(value)
+        k, v = self._project((self.key, key), (self.value, value))
         if self.rotary_embedding is not None:
             k = self.rotary_embedding(k)
         return self._lay_out_cache(ops.stack([k, v], axis=1))  # (B, 2, S, Hkv, Dk)
@@ -437,6 +462,36 @@ class MultiHeadAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+def _fused_projection(layers, inputs):
+    """`[layer(inputs) for layer in layers]` for "btd,dnh->btnh" `EinsumDense`s."""
+    if (
+        len(layers) == 1
+        or keras.backend.backend() == "torch"
+        or not all(_is_plain(layer) for layer in layers)
+    ):
+        return [layer(inputs) for layer in layers]
+    dtype = inputs.dtype
+    kernels = [
+        ops.reshape(layer.kernel, (layer.kernel.shape[0], -1)) for layer in layers
+    ]
+    widths = [kernel.shape[-1] for kernel in kernels]
+    outputs = ops.matmul(inputs, ops.cast(ops.concatenate(kernels, axis=-1), dtype))
+    if layers[0].bias is not None:
+        bias = ops.concatenate([ops.reshape(layer.bias, (-1,)) for layer in layers])
+        outputs = outputs + ops.cast(bias, dtype)
+    boundaries = [sum(widths[: i + 1]) for i in range(len(widths) - 1)]
+    leading = ops.shape(inputs)[:-1]
+    return [
+        ops.reshape(part, (*leading, *layer.kernel.shape[1:]))
+        for part, layer in zip(ops.split(outputs, boundaries, axis=-1), layers)
+    ]
+
+
+def _is_plain(layer):
+    """A projection that is its kernel and bias: no LoRA, no quantization."""
+    return not getattr(layer, "lora_enabled", False) and layer.quantization_mode is None
 
 
 def _output_features(owner, output_shape):
