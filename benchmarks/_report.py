@@ -126,6 +126,7 @@ def _long(r):
                 c["implementation"] or "auto",
                 m["status"],
                 f"{m['peak_rss_gib']:.2f}" if m["peak_rss_gib"] else "",
+                _first_step(res),
                 f"{step:.1f}" if step else "",
                 f"{res['step_cpu_seconds']:.1f}" if step else "",
             ]
@@ -141,11 +142,18 @@ def _long(r):
             "path",
             "status",
             "peak RSS GiB",
+            "first step s (compiling)",
             "step s",
             "CPU s",
         ],
         rows,
     )
+
+
+def _first_step(res):
+    """The first step's wall seconds where a second one was timed after it."""
+    first = res.get("first_step_seconds")
+    return "" if first is None or first == res.get("step_seconds") else f"{first:.1f}"
 
 
 def _decoding(r):

@@ -91,6 +91,10 @@ def main(argv=None):
     for path in args.long_sequence:
         with open(path) as f:
             long_sequence += json.load(f)
+    if not args.long_sequence:  # the long-sequence case of the results themselves
+        for backend, cases in results["results"].items():
+            for m in cases.get("long_sequence", {}).get("measurements", []):
+                long_sequence.append({**m, "backend": backend})
     plot(results, long_sequence, args.output)
 
 
