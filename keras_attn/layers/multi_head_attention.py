@@ -223,13 +223,11 @@ class MultiHeadAttention(keras.layers.Layer):
         key = value if key is None else key
         start = 0 if cache_update_index is None else cache_update_index
         if cache is not None and cache_update_index is None:
-            (q,) = self._project((self.query, query))  # (B, T, H, Dk)
+            q = self.query(query)  # (B, T, H, Dk)
             k, v = cache[:, 0], cache[:, 1]  # precomputed (B, S, Hkv, Dk)
         else:
             # (B, T, H, Dk), (B, S, Hkv, Dk), (B, S, Hkv, Dv)
-            q, k, v = self._project(
-                (self.query, query), (self.key, key), (self.value, value)
-            )
+            q, k, v = self._project(query, key, value)
             if self.rotary_embedding is not None:
                 k = self.rotary_embedding(k, start_index=start)
             if cache is not None:
@@ -279,8 +277,8 @@ class MultiHeadAttention(keras.layers.Layer):
             outputs += (cache,)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _project(self, *pairs):
-        """Each `(projection, inputs)` applied; one matrix product per input tensor.
+    def _project(self, query, key, value):
+        """q, k and v; one matrix product per distinct input tensor.
 
         Projections of the same tensor (q, k and v in self-attention; k and v in
         cross-attention) run as one product with their kernels side by side:
@@ -291,15 +289,14 @@ class MultiHeadAttention(keras.layers.Layer):
         decoding there fell to 0.68x keras-hub's, so torch keeps three products.
         Sublayers with LoRA or quantization enabled are called as they are.
         """
-        outputs, start = [], 0
-        while start < len(pairs):
-            end = start + 1
-            while end < len(pairs) and pairs[end][1] is pairs[start][1]:
-                end += 1
-            layers = [layer for layer, _ in pairs[start:end]]
-            outputs.extend(_fused_projection(layers, pairs[start][1]))
-            start = end
-        return outputs
+        if query is key and key is value:
+            return _fused_projection((self.query, self.key, self.value), query)
+        return [self.query(query), *self._project_key_value(key, value)]
+
+    def _project_key_value(self, key, value):
+        if key is value:
+            return _fused_projection((self.key, self.value), key)
+        return [self.key(key), self.value(value)]
 
     def _attention_mask(
         self,
@@ -391,7 +388,7 @@ class MultiHeadAttention(keras.layers.Layer):
         Pass the result as `cache` (with `cache_update_index=None`) in later calls.
         """
         key = value if key is None else key
-        k, v = self._project((self.key, key), (self.value, value))
+        k, v = self._project_key_value(key, value)
         if self.rotary_embedding is not None:
             k = self.rotary_embedding(k)
         return self._lay_out_cache(ops.stack([k, v], axis=1))  # (B, 2, S, Hkv, Dk)
@@ -466,11 +463,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
 def _fused_projection(layers, inputs):
     """`[layer(inputs) for layer in layers]` for "btd,dnh->btnh" `EinsumDense`s."""
-    if (
-        len(layers) == 1
-        or keras.backend.backend() == "torch"
-        or not all(_is_plain(layer) for layer in layers)
-    ):
+    if keras.backend.backend() == "torch" or not all(map(_is_plain, layers)):
         return [layer(inputs) for layer in layers]
     dtype = inputs.dtype
     kernels = [

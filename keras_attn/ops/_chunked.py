@@ -175,9 +175,8 @@ def _forward(q, k, v, block_mask):
         def key_block(masked):
             def step(j, state):
                 m, denom, acc = state
-                s, allowed = _logits(
-                    q_i, k, i, j, block_mask, masked
-                )  # (B,Hkv,G,bq,bk)
+                # (B, Hkv, G, bq, bk)
+                s, allowed = _logits(q_i, k, i, j, block_mask, masked)
                 m_new = ops.maximum(m, ops.max(s, axis=-1))
                 p = _where(allowed, ops.exp(s - m_new[..., None]), 0.0)
                 correction = ops.exp(m - m_new)
