@@ -118,6 +118,29 @@ class LayerContractTest(TestCase):
             self.assertFalse(np.allclose(old, as_numpy(new)), msg=new.path)
 
 
+class ProjectionTest(TestCase):
+    """q/k/v of one tensor may run as one product; LoRA must still be applied."""
+
+    def test_lora_projections_match_merged_kernels(self):
+        x, memory = random_sequences(2, 5, 8), random_sequences(2, 3, 8, seed=1)
+        layer = MultiHeadAttention(num_heads=2, key_dim=4)
+        layer(x, x)
+        merged = MultiHeadAttention(num_heads=2, key_dim=4)
+        merged(x, x)
+        merged.set_weights(layer.get_weights())
+        for i, name in enumerate(("query", "key", "value")):
+            projection = getattr(layer, name)
+            projection.enable_lora(2)
+            for j, weight in enumerate(
+                (projection.lora_kernel_a, projection.lora_kernel_b)
+            ):
+                weight.assign(random_sequences(*weight.shape, seed=10 * i + j))
+            # The kernel a LoRA projection computes with: base + scale * A·B.
+            getattr(merged, name).kernel.assign(as_numpy(projection.kernel))
+        for value in (x, memory):  # self-attention, then shared key/value
+            self.assertAllClose(layer(x, value), merged(x, value), rtol=1e-5, atol=1e-5)
+
+
 class KerasMultiHeadAttentionParityTest(TestCase):
     """Same outputs as `keras.layers.MultiHeadAttention` with the same weights."""
 
