@@ -11,28 +11,15 @@ transformers = pytest.importorskip("transformers")
 from keras_attn.convert import read_state_dict  # noqa: E402
 from keras_attn.convert import vit_from_huggingface  # noqa: E402
 from keras_attn.convert import vit_from_npz  # noqa: E402
+from tests.convert._huggingface import vit_classifier  # noqa: E402
 from tests.convert._original_naming import original_naming  # noqa: E402
 from tests.convert._original_naming import random_vit  # noqa: E402
 
 _FC1 = "vit.layers.1.mlp.fc1.weight"
 
 
-def _source():
-    config = transformers.ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        image_size=16,
-        patch_size=4,
-        num_labels=5,
-    )
-    torch.manual_seed(0)
-    return transformers.ViTForImageClassification(config)
-
-
 def test_missing_tensor_is_named():
-    source = _source()
+    source = vit_classifier()
     state = source.state_dict()
     del state[_FC1]
     with pytest.raises(ValueError, match=r"no tensor 'layers\.1\.mlp\.fc1\.weight'"):
@@ -40,7 +27,7 @@ def test_missing_tensor_is_named():
 
 
 def test_mis_shaped_tensor_names_expected_and_found_shape():
-    source = _source()
+    source = vit_classifier()
     state = source.state_dict()
     state[_FC1] = torch.zeros(48, 32)
     with pytest.raises(ValueError) as error:
@@ -51,7 +38,7 @@ def test_mis_shaped_tensor_names_expected_and_found_shape():
 
 
 def test_unused_tensor_is_named():
-    source = _source()
+    source = vit_classifier()
     state = source.state_dict()
     state["vit.layers.2.mlp.fc1.weight"] = torch.zeros(64, 32)
     with pytest.raises(ValueError, match=r"layers\.2\.mlp\.fc1\.weight"):

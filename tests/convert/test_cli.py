@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from keras_attn.cli import main  # noqa: E402
 from keras_attn.convert import vit_from_npz  # noqa: E402
+from tests.convert._huggingface import vit_classifier  # noqa: E402
 from tests.convert._original_naming import original_naming  # noqa: E402
 from tests.convert._original_naming import random_vit  # noqa: E402
 
@@ -18,17 +19,7 @@ def _images(size=16):
 
 
 def test_huggingface_directory_to_keras_file(tmp_path, capsys):
-    config = transformers.ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        image_size=16,
-        patch_size=4,
-        num_labels=5,
-    )
-    torch.manual_seed(0)
-    source = transformers.ViTForImageClassification(config).eval()
+    source = vit_classifier()
     source.save_pretrained(tmp_path / "hf")
     output = str(tmp_path / "vit.keras")
     assert main(["convert", str(tmp_path / "hf"), output]) == 0

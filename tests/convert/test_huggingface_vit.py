@@ -11,39 +11,12 @@ transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from keras_attn.convert import vit_from_huggingface  # noqa: E402
+from tests.convert._huggingface import randomised  # noqa: E402
+from tests.convert._huggingface import vit_classifier  # noqa: E402
+from tests.convert._huggingface import vit_config  # noqa: E402
 
 # Logits of a float32 model; the ops differ in order only.
 TOLERANCE = 1e-4
-
-
-def _config(**overrides):
-    config = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        image_size=16,
-        patch_size=4,
-        num_labels=5,
-        layer_norm_eps=1e-6,
-    )
-    config.update(overrides)
-    return transformers.ViTConfig(**config)
-
-
-def _randomised(model):
-    """Random weights everywhere (HF zero-initialises biases and norms)."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            parameter.add_(0.2 * noise)
-    return model.eval()
-
-
-def _classifier(**overrides):
-    torch.manual_seed(0)
-    return _randomised(transformers.ViTForImageClassification(_config(**overrides)))
 
 
 def _images(size, batch=2):
@@ -63,7 +36,7 @@ def _keras_output(model, images):
 
 
 def test_safetensors_directory_gives_the_same_logits(tmp_path):
-    source = _classifier()
+    source = vit_classifier()
     source.save_pretrained(tmp_path)
     model = vit_from_huggingface(tmp_path)
     images = _images(16)
@@ -72,7 +45,7 @@ def test_safetensors_directory_gives_the_same_logits(tmp_path):
 
 
 def test_configuration_follows_the_checkpoint(tmp_path):
-    source = _classifier(layer_norm_eps=1e-12, num_labels=7)
+    source = vit_classifier(layer_norm_eps=1e-12, num_labels=7)
     model = vit_from_huggingface(source.state_dict(), config=source.config)
     assert model.layer_norm_epsilon == 1e-12
     assert model.num_classes == 7
@@ -80,7 +53,7 @@ def test_configuration_follows_the_checkpoint(tmp_path):
 
 
 def test_other_image_size_matches_interpolate_pos_encoding(tmp_path):
-    source = _classifier()
+    source = vit_classifier()
     model = vit_from_huggingface(source.state_dict(), config=source.config)
     images = _images(24)
     expected = _torch_output(source, images, interpolate_pos_encoding=True)
@@ -89,7 +62,7 @@ def test_other_image_size_matches_interpolate_pos_encoding(tmp_path):
 
 
 def test_built_for_another_image_size_matches_interpolate_pos_encoding():
-    source = _classifier()
+    source = vit_classifier()
     model = vit_from_huggingface(
         source.state_dict(), config=source.config, image_size=32
     )
@@ -101,7 +74,7 @@ def test_built_for_another_image_size_matches_interpolate_pos_encoding():
 
 
 def test_without_qkv_bias():
-    source = _classifier(qkv_bias=False)
+    source = vit_classifier(qkv_bias=False)
     model = vit_from_huggingface(source.state_dict(), config=source.config)
     images = _images(16)
     difference = np.abs(_keras_output(model, images) - _torch_output(source, images))
@@ -110,7 +83,7 @@ def test_without_qkv_bias():
 
 def test_vit_model_pooler_becomes_pre_logits():
     torch.manual_seed(0)
-    source = _randomised(transformers.ViTModel(_config()))
+    source = randomised(transformers.ViTModel(vit_config()))
     model = vit_from_huggingface(source.state_dict(), config=source.config)
     assert not model.include_top and model.representation_size == 32
     images = _images(16)
@@ -119,7 +92,7 @@ def test_vit_model_pooler_becomes_pre_logits():
 
 
 def test_transformers_4_names_are_read(tmp_path):
-    source = _classifier()
+    source = vit_classifier()
     legacy = {}
     for name, tensor in source.state_dict().items():
         name = name.replace("vit.layers.", "vit.encoder.layer.")
@@ -143,14 +116,14 @@ def test_transformers_4_names_are_read(tmp_path):
 
 
 def test_approximate_gelu_is_refused():
-    source = _classifier(hidden_act="gelu_new")
+    source = vit_classifier(hidden_act="gelu_new")
     with pytest.raises(ValueError, match="hidden_act"):
         vit_from_huggingface(source.state_dict(), config=source.config)
 
 
 def test_classifier_checkpoint_ignores_a_pooler():
     # As ViTForImageClassification does when its checkpoint has one.
-    source = _classifier()
+    source = vit_classifier()
     state = dict(source.state_dict())
     state["vit.pooler.dense.weight"] = torch.zeros(32, 32)
     state["vit.pooler.dense.bias"] = torch.zeros(32)
@@ -162,13 +135,13 @@ def test_classifier_checkpoint_ignores_a_pooler():
 
 
 def test_image_size_not_divisible_by_the_patch_size_is_refused():
-    source = _classifier()
+    source = vit_classifier()
     with pytest.raises(ValueError, match="image_size"):
         vit_from_huggingface(source.state_dict(), config=source.config, image_size=18)
 
 
 def test_config_without_vit_keys_is_refused():
-    source = _classifier()
+    source = vit_classifier()
     config = source.config.to_dict()
     del config["patch_size"]
     with pytest.raises(ValueError, match=r"missing \['patch_size'\]"):
