@@ -9,8 +9,7 @@ from keras_attn import layers
 from keras_attn import models
 from keras_attn import ops
 from keras_attn import training
-
-__version__ = "0.1.0"
+from keras_attn._version import __version__
 
 __all__ = [
     "convert",

@@ -7,6 +7,9 @@ so the command's options live next to the converters they drive.
 import os
 import sys
 
+from keras_attn.convert.huggingface_vit import vit_from_huggingface
+from keras_attn.convert.original_vit import vit_from_npz
+
 _FORMATS = ("auto", "huggingface", "npz")
 
 
@@ -47,15 +50,13 @@ def _format(args):
 
 def run(args):
     """Runs `keras-attn convert`; returns the exit status."""
-    from keras_attn import convert
-
     if not args.output.endswith(".keras"):
         return _fail(f"OUT.keras must end with .keras; received {args.output!r}")
     if not os.path.exists(args.source):
         return _fail(f"no such file or directory: {args.source!r}")
     converter = {
-        "huggingface": convert.vit_from_huggingface,
-        "npz": convert.vit_from_npz,
+        "huggingface": vit_from_huggingface,
+        "npz": vit_from_npz,
     }[_format(args)]
     try:
         model = converter(args.source, image_size=args.image_size)

@@ -1,16 +1,25 @@
-"""`export_saved_model`: a TensorFlow SavedModel from any backend."""
+"""`export_saved_model`: a TensorFlow SavedModel from any backend.
+
+TensorFlow and JAX write it in this process (`write_saved_model`): Keras'
+`ExportArchive` traces each endpoint into a `tf.function`, directly on
+TensorFlow, and on JAX through jax2tf with native serialization (StableHLO run by
+TensorFlow's `XlaCallModule` op) for the requested platforms, with a symbolic
+batch size and sequence lengths. A torch model takes the subprocess route: Keras'
+own torch route needs torch_xla.
+"""
+
+import importlib.util
 
 import keras
 
-from keras_attn.export import _generation
-from keras_attn.export import _portability
-from keras_attn.export import _progress
+from keras_attn.export import _keras_file
 from keras_attn.export import _signature
 from keras_attn.export import _staging
 from keras_attn.export import _subprocess
 
 _OWNER = "export_saved_model"
 _PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+_GENERATED_TOKENS = "token_ids"
 
 
 def export_saved_model(
@@ -42,10 +51,11 @@ def export_saved_model(
     Each backend takes its own route. TensorFlow traces the model directly.
     JAX converts it with jax2tf, native serialization, for `platforms`. Torch
     writes the model as a `.keras` file and exports it in a subprocess running
-    Keras on TensorFlow, which must be installed.
+    Keras on TensorFlow. Every route needs TensorFlow installed; without it the
+    export fails before doing anything, saying what to install.
 
     The export is written next to `path` and moved there when complete: on
-    failure nothing is left at `path` (an earlier export there stays).
+    failure `path` is left as it was (an earlier export there stays).
 
     Args:
         model: a built functional `keras.Model`, such as a `keras_attn.models`
@@ -69,6 +79,11 @@ def export_saved_model(
     Returns:
         `path`.
 
+    Raises:
+        ModuleNotFoundError: TensorFlow is not installed.
+        ValueError: the model or an argument cannot be exported (the message
+            names the layer or the argument).
+
     Example:
 
     ```python
@@ -80,23 +95,18 @@ def export_saved_model(
     tokens = served.signatures["generate"](encoder_token_ids=source)["token_ids"]
     ```
     """
+    check_packages()
     platforms = _check_platforms(platforms)
-    _portability.check_exportable(model, _OWNER)
+    _keras_file.check_portable(model, _OWNER)
     signature = _signature.model_signature(model, input_signature, _OWNER)
-    generation = _generation.generation_options(
-        model, start_token_id, end_token_id, max_length, _OWNER
-    )
-    if generation is None and _generation.can_generate(model):
-        _progress.report(verbose, "no `generate` signature: no start_token_id given")
+    generation = _generation_options(model, start_token_id, end_token_id, max_length)
+    if generation is None and _can_generate(model):
+        _staging.report(verbose, "no `generate` signature: no start_token_id given")
     backend = keras.backend.backend()
     with _staging.staged(path, directory=True) as staging:
         if backend in ("tensorflow", "jax"):
-            _progress.report(verbose, f"tracing the model ({backend} backend)")
-            from keras_attn.export import _tf_archive
-
-            _tf_archive.write_saved_model(
-                model, staging, signature, generation, platforms
-            )
+            _staging.report(verbose, f"tracing the model ({backend} backend)")
+            write_saved_model(model, staging, signature, generation, platforms)
         else:
             options = {
                 "signature": _signature.to_json(signature),
@@ -106,9 +116,20 @@ def export_saved_model(
             _subprocess.export_in_backend(
                 "tensorflow", "saved_model", model, staging, options, _OWNER, verbose
             )
-        _progress.report(verbose, f"moving the SavedModel to {path}")
-    _progress.report(verbose, f"wrote {path}")
+        _staging.report(verbose, f"moving the SavedModel to {path}")
+    _staging.report(verbose, f"wrote {path}")
     return path
+
+
+def check_packages():
+    """Raise a `ModuleNotFoundError` with the `pip` line when TensorFlow is missing."""
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ModuleNotFoundError(
+            f"{_OWNER}: a SavedModel is written by TensorFlow on every backend, "
+            "but tensorflow is not installed. Install it with "
+            "`pip install tensorflow`.",
+            name="tensorflow",
+        )
 
 
 def _check_platforms(platforms):
@@ -121,3 +142,98 @@ def _check_platforms(platforms):
             f"{_PLATFORMS}; received {platforms!r}."
         )
     return platforms
+
+
+def write_saved_model(model, directory, signature, generation, platforms):
+    """Write `serving_default` (and `generate` when `generation`) to `directory`.
+
+    Args:
+        model: a TensorFlow- or JAX-backend model.
+        directory: an empty, existing directory.
+        signature: `{name: (shape, dtype)}` from `_signature.model_signature`.
+        generation: the options of `generate`, or None for no such signature.
+        platforms: platforms the JAX route serializes for (`"cpu"`, `"cuda"`).
+    """
+    from keras.export import ExportArchive
+
+    archive = ExportArchive()
+    endpoint_kwargs = _endpoint_kwargs(platforms)
+    archive.add_endpoint(
+        "serving_default",
+        _serving_function(model),
+        [_structured_specs(model, signature)],
+        **endpoint_kwargs,
+    )
+    if generation is not None:
+        source = _signature.source_name_of(signature)
+        source_spec = _signature.to_input_specs(signature)[source]
+        archive.add_endpoint(
+            "generate",
+            _generate_function(model, generation),
+            [source_spec],
+            **endpoint_kwargs,
+        )
+    archive.write_out(directory, verbose=False)
+
+
+def _serving_function(model):
+    def serve(inputs):
+        return _signature.named_outputs(model, model(inputs, training=False))
+
+    return serve
+
+
+def _structured_specs(model, signature):
+    specs = _signature.to_input_specs(signature)
+    if _signature.is_dict_input(model):
+        return specs
+    values = list(specs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def _endpoint_kwargs(platforms):
+    if keras.backend.backend() != "jax":
+        return {}
+    return {"jax2tf_kwargs": {"native_serialization_platforms": tuple(platforms)}}
+
+
+def _generation_options(model, start_token_id, end_token_id, max_length):
+    """The options of the `generate` signature, or None when there is none.
+
+    Only encoder–decoder models (`Transformer`, `ImageCaptioner`) generate, and
+    only when told the token every target starts with. The token ids and
+    `max_length` are checked by `keras_attn.generation.generate` when the
+    signature is traced.
+    """
+    if not _can_generate(model):
+        if start_token_id is not None:
+            raise ValueError(
+                f"{_OWNER}: argument `start_token_id` is only for encoder–decoder "
+                f"models (Transformer, ImageCaptioner); received {start_token_id!r} "
+                f"for a {type(model).__name__}."
+            )
+        return None
+    if start_token_id is None:
+        return None
+    return {
+        "start_token_id": start_token_id,
+        "end_token_id": end_token_id,
+        "max_length": max_length,
+    }
+
+
+def _can_generate(model):
+    from keras_attn.models import EncoderDecoderModel
+
+    return isinstance(model, EncoderDecoderModel)
+
+
+def _generate_function(model, options):
+    """`fn(source) -> {"token_ids": (batch, max_length) int32}` in keras.ops."""
+    from keras_attn.generation import generate
+
+    def generate_tokens(source):
+        tokens = generate(model, source, sampler="greedy", use_cache=True, **options)
+        return {_GENERATED_TOKENS: tokens}
+
+    return generate_tokens

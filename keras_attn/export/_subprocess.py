@@ -3,24 +3,23 @@
 The model travels as a `.keras` file; the subprocess (`_worker`) loads it with the
 other backend and writes the export. Used where this backend has no route of its
 own: a torch model's SavedModel (Keras' route needs torch_xla) is written by
-TensorFlow, and a TensorFlow or JAX model's ONNX file by torch.
+TensorFlow, and a TensorFlow or JAX model's ONNX file by torch. The route that
+calls this has checked that the other backend is installed.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-import keras_attn
-from keras_attn.export import _progress
+from keras_attn.export import _staging
 
-# The package the backend's export needs, and the `pip install` that gives it.
-_REQUIREMENTS = {
-    "tensorflow": ("tensorflow", "tensorflow"),
-    "torch": ("torch", "torch"),
-}
+# The worker's exit status when it refuses the model (a `ValueError`, whose
+# message is its last line on stderr); any other failure exits with 1.
+REFUSED = 2
+# The folder that holds the `keras_attn` package.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def export_in_backend(backend, task, model, target, options, owner, verbose):
@@ -34,22 +33,20 @@ def export_in_backend(backend, task, model, target, options, owner, verbose):
         options: JSON-serializable options of the task.
         owner: the function named in error messages.
         verbose: whether to print progress.
+
+    Raises:
+        ValueError: the worker refused the model (its one-line reason).
+        RuntimeError: the worker failed otherwise; the message ends with the
+            last lines it wrote on stderr.
     """
-    module, package = _REQUIREMENTS[backend]
-    if importlib.util.find_spec(module) is None:
-        raise RuntimeError(
-            f"{owner}: exporting a {keras_backend_name()}-backend model this way "
-            f"runs Keras on the {backend} backend in a subprocess, but {module} "
-            f"is not installed. Install it (`pip install {package}`)."
-        )
     with tempfile.TemporaryDirectory(prefix="keras_attn_export-") as scratch:
         model_path = os.path.join(scratch, "model.keras")
-        _progress.report(verbose, f"saving the model to {model_path}")
+        _staging.report(verbose, f"saving the model to {model_path}")
         model.save(model_path)
         options_path = os.path.join(scratch, "options.json")
         with open(options_path, "w") as file:
             json.dump(options, file)
-        _progress.report(verbose, f"exporting on the {backend} backend (subprocess)")
+        _staging.report(verbose, f"exporting on the {backend} backend (subprocess)")
         command = [
             sys.executable,
             "-m",
@@ -63,7 +60,10 @@ def export_in_backend(backend, task, model, target, options, owner, verbose):
             command, env=_environment(backend), capture_output=True, text=True
         )
     for line in result.stdout.splitlines():
-        _progress.report(verbose, f"[{backend}] {line}")
+        _staging.report(verbose, f"[{backend}] {line}")
+    if result.returncode == REFUSED:
+        reason = result.stderr.strip().splitlines()[-1]
+        raise ValueError(f"{owner}: the {backend}-backend export refused: {reason}")
     if result.returncode != 0:
         raise RuntimeError(
             f"{owner}: the {backend}-backend export subprocess failed "
@@ -71,21 +71,14 @@ def export_in_backend(backend, task, model, target, options, owner, verbose):
         )
 
 
-def keras_backend_name():
-    import keras
-
-    return keras.backend.backend()
-
-
 def _environment(backend):
     # The package root first, so the worker imports this keras_attn even when
     # it runs from a source checkout that is not installed.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(keras_attn.__file__)))
     path = os.environ.get("PYTHONPATH")
     return {
         **os.environ,
         "KERAS_BACKEND": backend,
-        "PYTHONPATH": root if not path else root + os.pathsep + path,
+        "PYTHONPATH": _ROOT if not path else _ROOT + os.pathsep + path,
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
     }
 

@@ -6,6 +6,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 from tests.export.conftest import random_images
 
@@ -21,14 +22,49 @@ class Doubler(keras.layers.Layer):
         return x * 2.0
 
 
-def _run(*arguments):
+# `keras-attn` in a process where the named modules are missing.
+_CLI_WITHOUT = (
+    "import sys\n"
+    "for name in sys.argv.pop(1).split(','):\n"
+    "    sys.modules[name] = None\n"
+    "from keras_attn.cli import main\n"
+    "raise SystemExit(main())\n"
+)
+
+
+def _run(*arguments, missing=(), backend=None):
+    python = [sys.executable, "-c", _CLI_WITHOUT, ",".join(missing)]
+    if not missing:
+        python = [sys.executable, "-m", "keras_attn.cli"]
+    backend = backend or keras.backend.backend()
     return subprocess.run(
-        [sys.executable, "-m", "keras_attn.cli", "export", *arguments],
+        [*python, "export", *arguments],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            "PYTHONPATH": ROOT,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        },
     )
+
+
+def _error_lines(result):
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("keras-attn export: error:")
+    ]
+
+
+def _tiny_model_file(directory):
+    inputs = keras.Input((3,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    path = str(directory / "tiny.keras")
+    model.save(path)
+    return path
 
 
 def _other_backend():
@@ -79,3 +115,56 @@ def test_an_unknown_format_fails(tmp_path):
     result = _run("model.keras", str(tmp_path / "out"), "--format", "tflite")
     assert result.returncode == 2
     assert "invalid choice: 'tflite'" in result.stderr
+
+
+def test_onnx_without_its_extra_prints_the_install_line_and_writes_nothing(tmp_path):
+    model_path = _tiny_model_file(tmp_path)
+    out = tmp_path / "exports" / "onnx"
+    result = _run(model_path, str(out), "--format", "onnx", missing=["onnxscript"])
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = _error_lines(result)
+    assert "onnxscript is not installed" in error
+    assert 'pip install "keras-attn[onnx]"' in error
+    # Checked before the model is even loaded.
+    assert "loading" not in result.stdout
+    assert sorted(os.listdir(tmp_path)) == ["tiny.keras"]
+
+
+def test_a_saved_model_without_tensorflow_prints_the_install_line(tmp_path):
+    model_path = _tiny_model_file(tmp_path)
+    # Keras on TensorFlow cannot start without it: the command runs on another.
+    backend = _other_backend() if keras.backend.backend() == "tensorflow" else None
+    result = _run(
+        model_path, str(tmp_path / "out"), missing=["tensorflow"], backend=backend
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = _error_lines(result)
+    assert "`pip install tensorflow`" in error
+    assert sorted(os.listdir(tmp_path)) == ["tiny.keras"]
+
+
+def test_a_failure_during_the_export_prints_one_line_and_leaves_nothing(
+    translator, tmp_path
+):
+    model_path = str(tmp_path / "translator.keras")
+    translator.save(model_path)
+    out = tmp_path / "exports" / "translator" / "1"
+    # The padding id is no start token: the export fails while tracing `generate`.
+    result = _run(model_path, str(out), "--start-token-id", "0", "--max-length", "4")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = _error_lines(result)
+    assert f"cannot export {model_path}" in error and "start_token_id" in error
+    assert sorted(os.listdir(tmp_path)) == ["translator.keras"]
+
+
+def test_version_is_the_package_version(capsys):
+    import keras_attn
+    from keras_attn.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"keras-attn {keras_attn.__version__}\n"

@@ -1,11 +1,13 @@
 """Models that cannot be exported fail early, naming the layer, and leave nothing."""
 
 import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 
+from keras_attn.export import _staging
 from keras_attn.export import export_onnx
 from keras_attn.export import export_saved_model
 from tests.export.conftest import PADDING_ID
@@ -49,16 +51,15 @@ def test_an_unregistered_custom_layer_fails_naming_the_layer(format, tmp_path):
     assert not os.path.exists(path)
 
 
-def test_a_failure_while_writing_leaves_no_partial_directory(transformer, tmp_path):
+def test_a_failure_while_writing_leaves_the_path_as_it_was(transformer, tmp_path):
     # The padding id is no start token: generation fails while being traced,
-    # after the export began writing.
-    path = str(tmp_path / "exported")
-    with pytest.raises((ValueError, RuntimeError), match="start_token_id"):
+    # after the export began writing, and into folders the export created.
+    path = str(tmp_path / "exports" / "translator")
+    with pytest.raises(ValueError, match="start_token_id"):
         export_saved_model(
             transformer, path, start_token_id=PADDING_ID, max_length=4, verbose=False
         )
-    assert not os.path.exists(path)
-    assert not _leftovers(path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_failed_export_keeps_the_earlier_one(tmp_path):
@@ -102,32 +103,49 @@ def test_a_custom_input_signature_fixes_sizes(tmp_path):
     assert os.path.isdir(path)
 
 
-def test_a_missing_subprocess_backend_fails_with_a_clear_message(
-    vit, tmp_path, monkeypatch
-):
-    # The route that runs another backend: TensorFlow for a torch model's
-    # SavedModel, torch for the ONNX file of a TensorFlow or JAX model.
-    from keras_attn.export import _subprocess
+def _uninstall(monkeypatch, module):
+    """Make `module` look missing: `find_spec` gives None and `import` fails."""
+    monkeypatch.setitem(sys.modules, module, None)
 
-    monkeypatch.setattr(_subprocess.importlib.util, "find_spec", lambda name: None)
-    on_torch = keras.backend.backend() == "torch"
-    export, missing = (
-        (export_saved_model, "tensorflow")
-        if on_torch
-        else (
-            export_onnx,
-            "torch",
-        )
-    )
-    path = str(tmp_path / "exported")
-    with pytest.raises(RuntimeError, match=f"{missing} is not installed"):
-        export(vit, path, verbose=False)
-    assert not os.path.exists(path)
+
+@pytest.mark.parametrize("module", ["torch", "onnx", "onnxscript", "onnxruntime"])
+def test_onnx_without_its_extra_fails_before_any_work(module, monkeypatch, tmp_path):
+    _uninstall(monkeypatch, module)
+    # A Lambda layer is refused too, later: the missing package comes first.
+    model = _model_with(keras.layers.Lambda(lambda x: x, name="identity"))
+    path = tmp_path / "exports" / "model.onnx"
+    with pytest.raises(ModuleNotFoundError) as raised:
+        export_onnx(model, str(path), verbose=False)
+    message = str(raised.value)
+    assert f"{module} is not installed" in message
+    assert 'pip install "keras-attn[onnx]"' in message
+    assert raised.value.name == module
+    assert os.listdir(tmp_path) == []
+
+
+def test_onnx_without_onnxruntime_offers_to_skip_the_verification(
+    monkeypatch, tmp_path
+):
+    _uninstall(monkeypatch, "onnxruntime")
+    model = _model_with(keras.layers.Lambda(lambda x: x, name="identity"))
+    path = str(tmp_path / "model.onnx")
+    with pytest.raises(ModuleNotFoundError, match="or pass verify=False"):
+        export_onnx(model, path, verbose=False)
+    # Without the verification onnxruntime is not needed: the model is looked
+    # at, and its Lambda layer refused.
+    with pytest.raises(ValueError, match=r"layer 'identity' \(Lambda\)"):
+        export_onnx(model, path, verify=False, verbose=False)
+
+
+def test_saved_model_without_tensorflow_fails_before_any_work(monkeypatch, tmp_path):
+    _uninstall(monkeypatch, "tensorflow")
+    model = _model_with(keras.layers.Lambda(lambda x: x, name="identity"))
+    with pytest.raises(ModuleNotFoundError, match="`pip install tensorflow`"):
+        export_saved_model(model, str(tmp_path / "exports" / "1"), verbose=False)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_file_export_moves_its_companion_files(tmp_path):
-    from keras_attn.export import _staging
-
     path = tmp_path / "model.onnx"
     with _staging.staged(path, directory=False) as staging:
         with open(staging, "w") as file:
@@ -137,3 +155,15 @@ def test_a_file_export_moves_its_companion_files(tmp_path):
     assert path.read_text() == "graph"
     assert (tmp_path / "model.onnx.data").read_text() == "weights"
     assert sorted(os.listdir(tmp_path)) == ["model.onnx", "model.onnx.data"]
+
+
+def test_a_failed_export_removes_the_folders_it_created(tmp_path):
+    (tmp_path / "kept").mkdir()
+    path = tmp_path / "kept" / "created" / "deeper" / "model.onnx"
+    with pytest.raises(RuntimeError, match="late failure"):
+        with _staging.staged(path, directory=False) as staging:
+            with open(staging, "w") as file:
+                file.write("half a graph")
+            raise RuntimeError("late failure")
+    assert os.listdir(tmp_path) == ["kept"]
+    assert os.listdir(tmp_path / "kept") == []
