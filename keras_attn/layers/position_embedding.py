@@ -6,7 +6,6 @@ import keras
 from keras import ops
 
 from keras_attn._checks import check_positive_int
-from keras_attn._checks import check_rank
 from keras_attn._checks import fail
 from keras_attn._checks import owner_name
 
@@ -17,8 +16,12 @@ class PositionEmbedding(keras.layers.Layer):
 
     The layer owns a table `embeddings` of shape `(sequence_length, dim)`, where
     `dim` is the feature size of the inputs it is built for, and returns rows
-    `start_index .. start_index + length - 1`, broadcast over the batch; add them
-    to the inputs yourself. The Keras mask of the inputs passes through.
+    `start_index .. start_index + length - 1`, broadcast over the leading axes, as
+    keras-hub's `PositionEmbedding` does. The Keras mask of the inputs passes
+    through, so add the rows with `keras.layers.Add()`, which keeps the mask of an
+    `Embedding(mask_zero=True)` for the layers after it. The `+` operator does not:
+    Keras propagates masks through layers, never through raw ops, so `x + rows`
+    silently lets the next attention layer attend the padding.
 
     Args:
         sequence_length: int. The longest sequence the table covers.
@@ -26,20 +29,22 @@ class PositionEmbedding(keras.layers.Layer):
         **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: tensor of shape `(batch, length, dim)`. Only its shape is used.
+        inputs: tensor of shape `(..., length, dim)`, rank 2 or more. Only its
+            shape is used.
         start_index: int or scalar integer tensor. The position of the first step
             (the cache index in incremental decoding). Defaults to `0`. A Python
             int is checked against `sequence_length`; a tensor cannot be, and an
             out-of-range tensor is clamped or fails depending on the backend.
 
     Returns:
-        Tensor of shape `(batch, length, dim)` in the compute dtype.
+        Tensor of the shape of `inputs` in the compute dtype.
 
     Example:
 
     ```python
-    tokens = keras.layers.Embedding(1000, 64)(keras.Input((128,), dtype="int32"))
-    x = tokens + PositionEmbedding(sequence_length=512)(tokens)
+    tokens = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
+    x = keras.layers.Add()([x, PositionEmbedding(sequence_length=512)(x)])
     ```
 
     References:
@@ -55,11 +60,13 @@ class PositionEmbedding(keras.layers.Layer):
         self.supports_masking = True
 
     def _check_shape(self, shape, start_index=0):
-        check_rank(owner_name(self), "inputs", shape, 3)
+        if len(shape) < 2:
+            expected = "`(..., length, dim)`, rank 2 or more"
+            fail(owner_name(self), "inputs.shape", tuple(shape), expected)
         static_start = isinstance(start_index, numbers.Integral)
         if static_start and start_index < 0:
             fail(owner_name(self), "start_index", start_index, "non-negative")
-        length = shape[1]
+        length = shape[-2]
         offset = start_index if static_start else 0
         if length is not None and offset + length > self.sequence_length:
             raise ValueError(
@@ -83,12 +90,13 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0):
         self._check_shape(inputs.shape, start_index)
-        batch, length, dim = ops.shape(inputs)
+        shape = ops.shape(inputs)
+        length, dim = shape[-2], shape[-1]
         rows = ops.slice(
             ops.convert_to_tensor(self.embeddings), (start_index, 0), (length, dim)
         )  # (T, D)
-        rows = ops.cast(rows[None], self.compute_dtype)  # (1, T, D)
-        return ops.broadcast_to(rows, (batch, length, dim))  # (B, T, D)
+        rows = ops.cast(rows, self.compute_dtype)
+        return ops.broadcast_to(rows, shape)  # (..., T, D)
 
     def compute_mask(self, inputs, mask=None):
         return mask

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_attn._checks import check_divisible
 from keras_attn._checks import check_positive_float
-from keras_attn._checks import check_rank
+from keras_attn._checks import fail
 from keras_attn._checks import owner_name
 from keras_attn.layers._sinusoids import sinusoid_angles
 
@@ -29,8 +29,11 @@ class RotaryEmbedding(keras.layers.Layer):
         **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: tensor of shape `(batch, length, dim)` or, as inside attention,
-            `(batch, length, heads, dim)`; `dim` even.
+        inputs: tensor of shape `(batch, length, ..., dim)`, rank 3 or more,
+            `dim` even: `(batch, length, dim)` or, as inside attention,
+            `(batch, length, heads, dim)`. The sequence is axis 1 and the
+            features the last axis, as in keras-hub's `RotaryEmbedding` with its
+            default `sequence_axis=1` and `feature_axis=-1`.
         start_index: int or scalar integer tensor. The position of the first step
             (the cache index in incremental decoding). Defaults to `0`.
         positions: optional tensor of shape `(length,)` or `(batch, length)`; when
@@ -65,11 +68,13 @@ class RotaryEmbedding(keras.layers.Layer):
         self.built = True  # stateless
 
     def _check_shape(self, shape):
-        check_rank(owner_name(self), "inputs", shape, (3, 4))
+        if len(shape) < 3:
+            expected = "`(batch, length, ..., dim)`, rank 3 or more"
+            fail(owner_name(self), "inputs.shape", tuple(shape), expected)
         check_divisible(owner_name(self), "inputs.shape[-1]", shape[-1], 2, "two")
 
     def _cos_sin(self, inputs, start_index, positions):
-        """cos and sin of the angles, `(B or 1, T, [1,] D)` in the compute dtype."""
+        """cos and sin of the angles, `(B or 1, T, 1, ..., D)` in the compute dtype."""
         length, dim = ops.shape(inputs)[1], ops.shape(inputs)[-1]
         if positions is None:
             positions = ops.arange(length, dtype="float32") + ops.cast(
@@ -80,8 +85,8 @@ class RotaryEmbedding(keras.layers.Layer):
             positions = positions[None]  # (1, T)
         angles = sinusoid_angles(positions, dim, self.max_wavelength)  # (b, T, D/2)
         angles = ops.concatenate([angles, angles], axis=-1)  # (b, T, D)
-        if len(inputs.shape) == 4:
-            angles = angles[:, :, None, :]  # (b, T, 1, D)
+        for _ in range(len(inputs.shape) - 3):
+            angles = ops.expand_dims(angles, axis=2)  # (b, T, 1, ..., D)
         cos = ops.cast(ops.cos(angles), self.compute_dtype)
         sin = ops.cast(ops.sin(angles), self.compute_dtype)
         return cos, sin

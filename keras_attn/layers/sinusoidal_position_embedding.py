@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_attn._checks import check_divisible
 from keras_attn._checks import check_positive_float
-from keras_attn._checks import check_rank
+from keras_attn._checks import fail
 from keras_attn._checks import owner_name
 from keras_attn.layers._sinusoids import sinusoid_angles
 
@@ -22,8 +22,12 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
     `mixed_bfloat16` costs one rounding of values in [-1, 1] at any length. There is
     no table: any sequence length works, including a dynamic one.
 
-    The layer returns the encoding only, broadcast over the batch; add it to the
-    inputs yourself. The Keras mask of the inputs passes through.
+    The layer returns the encoding only, broadcast over the leading axes, as
+    keras-hub's `SinePositionEncoding` does. The Keras mask of the inputs passes
+    through, so add the encoding with `keras.layers.Add()`, which keeps the mask of
+    an `Embedding(mask_zero=True)` for the layers after it. The `+` operator does
+    not: Keras propagates masks through layers, never through raw ops, so
+    `x + encoding` silently lets the next attention layer attend the padding.
 
     Args:
         max_wavelength: float. The longest wavelength of the sinusoids. Defaults to
@@ -31,19 +35,20 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
         **kwargs: other arguments of `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Call arguments:
-        inputs: tensor of shape `(batch, length, dim)`, `dim` even. Only its shape
-            is used.
+        inputs: tensor of shape `(..., length, dim)`, rank 2 or more, `dim`
+            even. Only its shape is used.
         start_index: int or scalar integer tensor. The position of the first step
             (the cache index in incremental decoding). Defaults to `0`.
 
     Returns:
-        Tensor of shape `(batch, length, dim)` in the compute dtype.
+        Tensor of the shape of `inputs` in the compute dtype.
 
     Example:
 
     ```python
-    tokens = keras.layers.Embedding(1000, 64)(keras.Input((None,), dtype="int32"))
-    x = tokens + SinusoidalPositionEmbedding()(tokens)
+    tokens = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
+    x = keras.layers.Add()([x, SinusoidalPositionEmbedding()(x)])  # keeps the mask
     ```
 
     References:
@@ -59,21 +64,24 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
         self.built = True  # stateless
 
     def _check_shape(self, shape):
-        check_rank(owner_name(self), "inputs", shape, 3)
+        if len(shape) < 2:
+            expected = "`(..., length, dim)`, rank 2 or more"
+            fail(owner_name(self), "inputs.shape", tuple(shape), expected)
         check_divisible(owner_name(self), "inputs.shape[-1]", shape[-1], 2, "two")
 
     def call(self, inputs, start_index=0):
         self._check_shape(inputs.shape)
-        batch, length, dim = ops.shape(inputs)
+        shape = ops.shape(inputs)
+        length, dim = shape[-2], shape[-1]
         positions = ops.arange(length, dtype="float32") + ops.cast(
             start_index, "float32"
         )  # (T,)
         angles = sinusoid_angles(positions, dim, self.max_wavelength)  # (T, D/2)
         # Interleave: (T, D/2, 2) -> (T, D) puts sin at 2i and cos at 2i + 1.
         encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)
-        encoding = ops.reshape(encoding, (1, length, dim))  # (1, T, D)
+        encoding = ops.reshape(encoding, (length, dim))  # (T, D)
         encoding = ops.cast(encoding, self.compute_dtype)
-        return ops.broadcast_to(encoding, (batch, length, dim))  # (B, T, D)
+        return ops.broadcast_to(encoding, shape)  # (..., T, D)
 
     def compute_mask(self, inputs, mask=None):
         return mask

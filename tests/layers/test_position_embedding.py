@@ -1,10 +1,16 @@
 import os
 
 import keras
+import keras_hub
 import numpy as np
-from keras.src.testing import TestCase
+from absl.testing import parameterized
 
 from keras_attn.layers.position_embedding import PositionEmbedding
+from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
+from keras_attn.layers.transformer_encoder import TransformerEncoder
+from tests._keras_private import TestCase
+from tests._keras_private import get_keras_mask
+from tests._keras_private import named_product
 
 
 def layer_with_table(sequence_length=10, dim=4, **kwargs):
@@ -38,6 +44,23 @@ class PositionEmbeddingTest(TestCase):
         out = layer(np.zeros((3, 6, 4), "float32"))
         self.assertAllClose(out, np.broadcast_to(table[:6], (3, 6, 4)))
 
+    def test_any_rank_from_two_has_sequence_on_axis_minus_two(self):
+        layer, table = layer_with_table()
+        for shape in [(6, 4), (3, 6, 4), (2, 3, 6, 4)]:
+            out = layer(np.zeros(shape, "float32"), start_index=2)
+            self.assertAllClose(out, np.broadcast_to(table[2:8], shape))
+
+    def test_matches_keras_hub_position_embedding_with_copied_table(self):
+        layer, _ = layer_with_table()
+        theirs = keras_hub.layers.PositionEmbedding(10)
+        theirs.build((None, 4))
+        theirs.set_weights(layer.get_weights())
+        for shape in [(6, 4), (3, 6, 4), (2, 3, 6, 4)]:
+            inputs = np.zeros(shape, "float32")
+            self.assertAllEqual(
+                layer(inputs, start_index=3), theirs(inputs, start_index=3)
+            )
+
     def test_start_index_selects_later_rows(self):
         layer, table = layer_with_table()
         out = layer(np.zeros((2, 3, 4), "float32"), start_index=7)
@@ -63,9 +86,10 @@ class PositionEmbeddingTest(TestCase):
         self.assertEqual(layer.embeddings.dtype, "float32")
 
     def test_mask_passes_through(self):
-        mask = np.array([[True, False]])
-        layer = PositionEmbedding(4)
-        self.assertIs(layer.compute_mask(np.zeros((1, 2, 3)), mask), mask)
+        tokens = np.array([[3, 4, 0, 0]])
+        embedded = keras.layers.Embedding(10, 4, mask_zero=True)(tokens)
+        rows = PositionEmbedding(4)(embedded)
+        self.assertAllEqual(get_keras_mask(rows), [[True, True, False, False]])
 
     def test_saved_model_restores_table(self):
         layer, table = layer_with_table()
@@ -102,6 +126,64 @@ class PositionEmbeddingTest(TestCase):
         ):
             PositionEmbedding(0)
 
-    def test_wrong_rank_raises(self):
-        with self.assertRaisesRegex(ValueError, "`inputs` must have rank 3"):
-            PositionEmbedding(4)(np.zeros((4, 8), "float32"))
+    def test_rank_one_raises(self):
+        with self.assertRaisesRegex(
+            ValueError, r"`inputs.shape` must be .*rank 2 or more; received \(8,\)"
+        ):
+            PositionEmbedding(4)(np.zeros((8,), "float32"))
+
+
+POSITION_LAYERS = {
+    "sinusoidal": SinusoidalPositionEmbedding,
+    "learned": lambda: PositionEmbedding(sequence_length=16),
+}
+
+
+def documented_idiom(position_layer):
+    """`tokens -> (embedded, encoded)`, written as both layers' docstrings show it.
+
+    The same function builds a functional model from `keras.Input` and runs eagerly
+    on arrays; its layers are created once, so both runs share the weights.
+    """
+    embedding = keras.layers.Embedding(1000, 64, mask_zero=True)
+    encoder = TransformerEncoder(intermediate_dim=128, num_heads=4)
+
+    def embed_and_encode(tokens):
+        x = embedding(tokens)
+        x = keras.layers.Add()([x, position_layer(x)])
+        return x, encoder(x)
+
+    return embed_and_encode
+
+
+class DocumentedIdiomTest(TestCase, parameterized.TestCase):
+    """`Add()([x, position_layer(x)])` keeps an `Embedding(mask_zero=True)` mask."""
+
+    TOKENS = np.array([[11, 5, 273, 42, 7], [9, 64, 3, 8, 1]], "int32")
+    PADDED = np.pad(TOKENS, ((0, 0), (0, 3)))  # three padding ids (0) appended
+
+    @parameterized.named_parameters(
+        named_product(layer=list(POSITION_LAYERS), mode=["functional", "eager"])
+    )
+    def test_padding_changes_nothing_and_mask_is_attached(self, layer, mode):
+        embed_and_encode = documented_idiom(POSITION_LAYERS[layer]())
+        if mode == "functional":
+            tokens = keras.Input((None,), dtype="int32")
+            embedded, encoded = embed_and_encode(tokens)
+            self.assertIsNotNone(get_keras_mask(embedded))  # on the KerasTensor
+            embed_and_encode = keras.Model(tokens, [embedded, encoded])
+        _, encoded = embed_and_encode(self.TOKENS)
+        embedded, padded_encoded = embed_and_encode(self.PADDED)
+        self.assertAllEqual(get_keras_mask(embedded), self.PADDED != 0)
+        # With the padding masked, a longer key axis can only regroup float32
+        # sums (a few ulps of these unit-scale outputs); attending the padding
+        # moves them by about 0.5.
+        self.assertAllClose(
+            padded_encoded[:, : self.TOKENS.shape[1]], encoded, rtol=1e-5, atol=1e-5
+        )
+
+    def test_plus_operator_drops_the_mask_which_is_why_docs_use_add(self):
+        # Keras propagates masks through layers, never through raw ops.
+        embedded = keras.layers.Embedding(1000, 64, mask_zero=True)(self.PADDED)
+        summed = embedded + SinusoidalPositionEmbedding()(embedded)
+        self.assertIsNone(get_keras_mask(summed))
