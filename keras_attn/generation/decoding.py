@@ -10,6 +10,9 @@ Both see the same tokens at the same positions, so they choose the same tokens.
 
 from keras import ops
 
+from keras_attn import _checks
+
+_OWNER = "generate"
 _SAMPLER_NAMES = ("greedy", "beam", "top_k", "top_p", "random")
 
 
@@ -52,17 +55,12 @@ def generate(
     )
     ```
     """
-    vocabulary_size = model.decoder_vocabulary_size
-    _check_token(start_token_id, "start_token_id", vocabulary_size, model.padding_id)
-    if end_token_id is not None:
-        _check_token(end_token_id, "end_token_id", vocabulary_size, model.padding_id)
-    if not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(
-            "generate: argument `max_length` must be an integer >= 2 (the start "
-            f"token and at least one generated token); received {max_length!r}."
-        )
+    start_token_id, end_token_id, max_length = _check_arguments(
+        model, start_token_id, end_token_id, max_length
+    )
     sampler = _get_sampler(sampler)
 
+    # `encode` checks the inputs (the source's token ids where they are known).
     encoder_sequence, encoder_padding_mask = model.encode(inputs, training=False)
     batch_size = ops.shape(encoder_sequence)[0]
     prompt = ops.full((batch_size, max_length), model.padding_id, dtype="int32")
@@ -146,22 +144,29 @@ def _get_sampler(sampler):
 
     if isinstance(sampler, samplers.Sampler):
         return sampler
-    if sampler not in _SAMPLER_NAMES:
-        raise ValueError(
-            f"generate: argument `sampler` must be a keras_hub.samplers.Sampler or "
-            f"one of {_SAMPLER_NAMES}; received {sampler!r}."
-        )
+    expected = "a keras_hub.samplers.Sampler or one of " + ", ".join(
+        map(repr, _SAMPLER_NAMES)
+    )
+    if not isinstance(sampler, str) or sampler not in _SAMPLER_NAMES:
+        _checks.fail(_OWNER, "sampler", sampler, expected)
     return samplers.get(sampler)
 
 
-def _check_token(token_id, argument, vocabulary_size, padding_id):
-    if (
-        not isinstance(token_id, int)
-        or not 0 <= token_id < vocabulary_size
-        or token_id == padding_id
-    ):
-        raise ValueError(
-            f"generate: argument `{argument}` must be a token id in [0, "
-            f"{vocabulary_size}) other than the padding id {padding_id}; received "
-            f"{token_id!r}."
+def _check_arguments(model, start_token_id, end_token_id, max_length):
+    """`(start_token_id, end_token_id, max_length)` as Python ints (or None)."""
+    vocabulary_size, padding_id = model.decoder_vocabulary_size, model.padding_id
+    start_token_id = _checks.check_token_id(
+        _OWNER, "start_token_id", start_token_id, vocabulary_size, padding_id
+    )
+    if end_token_id is not None:
+        end_token_id = _checks.check_token_id(
+            _OWNER, "end_token_id", end_token_id, vocabulary_size, padding_id
         )
+    max_length = _checks.check_int_at_least(
+        _OWNER,
+        "max_length",
+        max_length,
+        2,
+        " (the start token and at least one generated token)",
+    )
+    return start_token_id, end_token_id, max_length

@@ -6,13 +6,17 @@ positions, `TransformerDecoder` blocks with cross-attention, and an output proje
 (tied to the token embedding by default). This base class builds that stack and gives
 `keras_attn.generation` three methods to drive any such model:
 
-- `encode(inputs)` → `(encoder_sequence, encoder_padding_mask)` (subclasses);
+- `encode(inputs)` → `(encoder_sequence, encoder_padding_mask)` (subclasses
+  write `_encode`);
 - `initialize_caches(encoder_sequence, max_length)` → per-layer KV caches;
 - `decode(token_ids, encoder_sequence, encoder_padding_mask, caches, start_index)`
   → `(logits, caches)`, uncached when `caches is None`.
 
 The functional graph in each subclass is built from the same two calls, so training,
-cached and uncached generation all run the same code.
+cached and uncached generation all run the same code. The public `encode` and
+`decode` check their inputs first (shapes, and token ids where their values are
+known: `_checks.check_token_ids`); the graph is built from the unchecked `_encode`
+and `_decode`, since the model cannot name itself before `keras.Model.__init__`.
 """
 
 import math
@@ -23,15 +27,22 @@ from keras import ops
 from keras_attn import _checks
 from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
 from keras_attn.layers.transformer_decoder import TransformerDecoder
-from keras_attn.layers.transformer_encoder import TransformerEncoder
 from keras_attn.models._functional import FunctionalModel
+from keras_attn.models._functional import block_stack
 
 
 class EncoderDecoderModel(FunctionalModel):
-    """Base of the encoder–decoder models; not used directly."""
+    """Base of the encoder–decoder models; not used directly.
+
+    Subclasses name their source input (`SOURCE_NAME`) and check it in
+    `_check_source`; the decoder's token ids are checked here.
+    """
+
+    SOURCE_NAME = None
 
     def _create_decoder(
         self,
+        owner,
         vocabulary_size,
         num_layers,
         hidden_dim,
@@ -42,18 +53,10 @@ class EncoderDecoderModel(FunctionalModel):
     ):
         """Create the decoder layers as attributes (before the graph is built).
 
-        `block` holds the `_block_stack` arguments the encoder stack shares.
+        `block` holds the `block_stack` arguments the encoder stack shares
+        (from `block_arguments`, which checked `hidden_dim`).
         """
-        owner = type(self).__name__
-        vocabulary_size = _checks.check_positive_int(
-            owner, "vocabulary_size", vocabulary_size
-        )
-        _checks.check_positive_int(owner, "num_layers", num_layers)
-        _checks.check_positive_int(owner, "hidden_dim", hidden_dim)
-        _checks.check_divisible(
-            owner, "hidden_dim", hidden_dim, block["num_heads"], "num_heads"
-        )
-        dtype = block.get("dtype")
+        num_layers = _checks.check_positive_int(owner, "num_decoder_layers", num_layers)
         self._hidden_dim = hidden_dim
         self._scale_embeddings = scale_embeddings
         self.decoder_vocabulary_size = vocabulary_size
@@ -63,33 +66,44 @@ class EncoderDecoderModel(FunctionalModel):
             scale_embeddings,
             tie_output_embeddings,
             name="decoder_token_embedding",
-            dtype=dtype,
+            dtype=block["dtype"],
         )
         self.decoder_position_embedding = SinusoidalPositionEmbedding(
-            dtype=dtype, name="decoder_position_embedding"
+            dtype=block["dtype"], name="decoder_position_embedding"
         )
         (
             self.decoder_embedding_dropout,
             self.decoder_layers,
             self.decoder_norm,
-        ) = _block_stack(TransformerDecoder, "decoder", num_layers, **block)
+        ) = block_stack(
+            TransformerDecoder,
+            "decoder",
+            num_layers,
+            "decoder_embedding_dropout",
+            **block,
+        )
 
-    def _create_encoder_stack(self, num_layers, block):
-        """Create `encoder_embedding_dropout`, `encoder_layer_{i}`, `encoder_norm`."""
-        (
-            self.encoder_embedding_dropout,
-            self.encoder_layers,
-            self.encoder_norm,
-        ) = _block_stack(TransformerEncoder, "encoder", num_layers, **block)
+    def _check_inputs(self, inputs):
+        owner = _checks.owner_name(self)
+        keys = (self.SOURCE_NAME, "decoder_token_ids")
+        if not isinstance(inputs, dict) or sorted(inputs) != sorted(keys):
+            received = sorted(inputs) if isinstance(inputs, dict) else type(inputs)
+            raise ValueError(
+                f"{owner}: argument `inputs` must be a dict with keys "
+                f"{list(keys)}; received {received}."
+            )
+        self._check_source(inputs[self.SOURCE_NAME])
+        self._check_decoder_token_ids(inputs["decoder_token_ids"])
 
-    def _run_encoder_stack(self, x, padding_mask=None, training=None):
-        """Embedded inputs `(B, S, D)` through dropout, the blocks and the norm."""
-        x = self.encoder_embedding_dropout(x, training=training)
-        for layer in self.encoder_layers:
-            x = layer(x, padding_mask=padding_mask, training=training)
-        if self.encoder_norm is not None:
-            x = self.encoder_norm(x)
-        return x
+    def _check_source(self, source):
+        """Raise a `ValueError` naming the model for a bad source; subclasses."""
+
+    def _check_decoder_token_ids(self, token_ids, argument="decoder_token_ids"):
+        owner = _checks.owner_name(self)
+        _checks.check_rank(owner, argument, tuple(token_ids.shape), 2)
+        _checks.check_token_ids(
+            owner, argument, token_ids, self.decoder_vocabulary_size
+        )
 
     def embed_tokens(
         self,
@@ -106,6 +120,10 @@ class EncoderDecoderModel(FunctionalModel):
 
     def encode(self, inputs, training=None):
         """`(encoder_sequence (B, S, D), encoder_padding_mask (B, S) or None)`."""
+        self._check_source(inputs)
+        return self._encode(inputs, training=training)
+
+    def _encode(self, inputs, training=None):
         raise NotImplementedError
 
     def decode(
@@ -132,6 +150,25 @@ class EncoderDecoderModel(FunctionalModel):
         Returns:
             `(logits, caches)`; `caches` updated (None when not given).
         """
+        self._check_decoder_token_ids(token_ids, "token_ids")
+        return self._decode(
+            token_ids,
+            encoder_sequence,
+            encoder_padding_mask,
+            caches,
+            start_index,
+            training,
+        )
+
+    def _decode(
+        self,
+        token_ids,
+        encoder_sequence,
+        encoder_padding_mask=None,
+        caches=None,
+        start_index=0,
+        training=None,
+    ):
         x = self.embed_tokens(
             self.decoder_token_embedding,
             self.decoder_position_embedding,
@@ -188,52 +225,6 @@ class EncoderDecoderModel(FunctionalModel):
         if encoder_padding_mask is None:
             encoder_padding_mask = ops.ones(ops.shape(encoder_sequence)[:2], "bool")
         return self_caches, cross_caches, encoder_padding_mask
-
-
-def _block_stack(
-    block_class,
-    prefix,
-    num_layers,
-    *,
-    intermediate_dim,
-    num_heads,
-    dropout,
-    activation,
-    normalize_first,
-    layer_norm_epsilon,
-    dtype=None,
-    final_norm=None,
-):
-    """`(embedding dropout, blocks, final norm or None)` named `{prefix}_...`.
-
-    `dtype` (a `DTypePolicy` or None) is given to every layer: a functional
-    model's own policy does not reach layers created before its `__init__`.
-
-    Pre-LN stacks end with a norm; post-LN blocks already end normalised, unless
-    `final_norm` asks for one (as `torch.nn.Transformer` has).
-    """
-    embedding_dropout = keras.layers.Dropout(
-        dropout, dtype=dtype, name=f"{prefix}_embedding_dropout"
-    )
-    blocks = [
-        block_class(
-            intermediate_dim,
-            num_heads,
-            dropout=dropout,
-            activation=activation,
-            layer_norm_epsilon=layer_norm_epsilon,
-            normalize_first=normalize_first,
-            dtype=dtype,
-            name=f"{prefix}_layer_{i}",
-        )
-        for i in range(num_layers)
-    ]
-    norm = None
-    if normalize_first if final_norm is None else final_norm:
-        norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=dtype, name=f"{prefix}_norm"
-        )
-    return embedding_dropout, blocks, norm
 
 
 def token_embedding_layer(

@@ -1,7 +1,6 @@
 """An image captioner: an image encoder and the shared Transformer decoder."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
@@ -9,10 +8,10 @@ from keras import ops
 from keras_attn import _checks
 from keras_attn.layers.patch_embedding import PatchEmbedding
 from keras_attn.layers.position_embedding import PositionEmbedding
+from keras_attn.models._functional import block_arguments
 from keras_attn.models.encoder_decoder import EncoderDecoderModel
 
 _ENCODERS = ("cnn", "vit")
-_INPUT_KEYS = ("images", "decoder_token_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -105,6 +104,8 @@ class ImageCaptioner(EncoderDecoderModel):
      - [Dosovitskiy et al., 2021](https://arxiv.org/abs/2010.11929)
     """
 
+    SOURCE_NAME = "images"
+
     def __init__(
         self,
         vocabulary_size,
@@ -126,36 +127,26 @@ class ImageCaptioner(EncoderDecoderModel):
         layer_norm_epsilon=1e-6,
         **kwargs,
     ):
-        owner = type(self).__name__
-        positive = _checks.check_positive_int
-        vocabulary_size = positive(owner, "vocabulary_size", vocabulary_size)
-        height, width = _check_image_size(owner, image_size)
-        channels = positive(owner, "channels", channels)
-        _checks.check_choice(owner, "encoder", encoder, _ENCODERS)
-        patch_size = positive(owner, "patch_size", patch_size)
-        if encoder == "cnn" and patch_size & (patch_size - 1):
-            _checks.fail(
-                owner, "patch_size", patch_size, 'a power of two with encoder="cnn"'
-            )
-        for argument, size in (("image_size", height), ("image_size", width)):
-            _checks.check_divisible(owner, argument, size, patch_size, "patch_size")
-        num_encoder_layers = positive(owner, "num_encoder_layers", num_encoder_layers)
-        intermediate_dim = positive(owner, "intermediate_dim", intermediate_dim)
-        dropout = _checks.check_rate(owner, "dropout", dropout)
-        if (
-            isinstance(padding_id, bool)
-            or not isinstance(padding_id, numbers.Integral)
-            or not 0 <= padding_id < vocabulary_size
-        ):
-            _checks.fail(
-                owner, "padding_id", padding_id, "a token id of the vocabulary"
-            )
-        self.padding_id = int(padding_id)
-        self._image_shape = (height, width, channels)
+        owner = self._constructor_owner(kwargs.get("name"))
+        vocabulary_size = _checks.check_positive_int(
+            owner, "vocabulary_size", vocabulary_size
+        )
+        self.padding_id = _checks.check_token_id(
+            owner, "padding_id", padding_id, vocabulary_size
+        )
+        encoder, patch_size, self._image_shape = _check_image_encoder(
+            owner, encoder, patch_size, image_size, channels
+        )
+        num_encoder_layers = _checks.check_positive_int(
+            owner, "num_encoder_layers", num_encoder_layers
+        )
+        self.encoder = encoder
         dtype = self._pop_dtype_policy(kwargs)
 
         # === Layers ===
-        block = dict(
+        block = block_arguments(
+            owner,
+            hidden_dim=hidden_dim,
             intermediate_dim=intermediate_dim,
             num_heads=num_heads,
             dropout=dropout,
@@ -165,6 +156,7 @@ class ImageCaptioner(EncoderDecoderModel):
             dtype=dtype,
         )
         self._create_decoder(
+            owner,
             vocabulary_size,
             num_decoder_layers,
             hidden_dim,
@@ -172,39 +164,26 @@ class ImageCaptioner(EncoderDecoderModel):
             tie_output_embeddings,
             block,
         )
-        if encoder == "cnn":
-            self._create_cnn_stem(patch_size, hidden_dim, height, width, dtype)
-        else:
-            self.patch_embedding = PatchEmbedding(
-                patch_size=patch_size,
-                hidden_dim=hidden_dim,
-                use_class_token=False,
-                dtype=dtype,
-                name="patch_embedding",
-            )
+        self._create_image_embedding(patch_size, hidden_dim, dtype)
         self._create_encoder_stack(num_encoder_layers, block)
 
         # === Functional model ===
-        self.encoder = encoder
         inputs = {
-            "images": keras.Input(self._image_shape, name="images"),
+            self.SOURCE_NAME: keras.Input(self._image_shape, name=self.SOURCE_NAME),
             "decoder_token_ids": keras.Input(
                 (None,), dtype="int32", name="decoder_token_ids"
             ),
         }
-        encoded, _ = self.encode(inputs["images"])
-        logits, _ = self.decode(inputs["decoder_token_ids"], encoded)
+        encoded, _ = self._encode(inputs[self.SOURCE_NAME])
+        logits, _ = self._decode(inputs["decoder_token_ids"], encoded)
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
-        # `call` checks the images and names the argument; the functional input
-        # spec would reject them first with a generic message.
-        self.input_spec = None
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
         # A pair as a tuple, so a config read back from JSON compares equal.
-        square = isinstance(image_size, numbers.Integral)
-        self.image_size = height if square else (height, width)
-        self.channels = channels
+        square = _checks.is_integer(image_size)
+        self.image_size = int(image_size) if square else self._image_shape[:2]
+        self.channels = self._image_shape[-1]
         self.patch_size = patch_size
         self.num_encoder_layers = num_encoder_layers
         self.num_decoder_layers = num_decoder_layers
@@ -217,6 +196,20 @@ class ImageCaptioner(EncoderDecoderModel):
         self.tie_output_embeddings = tie_output_embeddings
         self.scale_embeddings = scale_embeddings
         self.layer_norm_epsilon = layer_norm_epsilon
+
+    def _create_image_embedding(self, patch_size, hidden_dim, dtype):
+        """The convolutional stem or the `patch_embedding` of the image tokens."""
+        if self.encoder == "cnn":
+            height, width, _ = self._image_shape
+            self._create_cnn_stem(patch_size, hidden_dim, height, width, dtype)
+        else:
+            self.patch_embedding = PatchEmbedding(
+                patch_size=patch_size,
+                hidden_dim=hidden_dim,
+                use_class_token=False,
+                dtype=dtype,
+                name="patch_embedding",
+            )
 
     def _create_cnn_stem(self, patch_size, hidden_dim, height, width, dtype):
         """Conv blocks that each halve the resolution, then a projection."""
@@ -265,56 +258,18 @@ class ImageCaptioner(EncoderDecoderModel):
         x = self.image_flatten(x)  # (B, h·w, D)
         return x + self.image_position_embedding(x)
 
-    def encode(self, images, training=None):
+    def _encode(self, images, training=None):
         """`(image tokens (B, h·w, hidden_dim), None)`: no image token is padding."""
-        self._check_images(images)
         if not _is_float(images.dtype):
             images = ops.cast(images, "float32")
         x = self._embed_images(images)  # (B, S, D)
         return self._run_encoder_stack(x, training=training), None
 
-    def _check_images(self, images):
-        # Called from `__init__` too, before `keras.Model` has named the model.
-        initialized = hasattr(self, "_initialized")
-        owner = _checks.owner_name(self) if initialized else type(self).__name__
-        shape = tuple(images.shape)
-        _checks.check_rank(owner, "images", shape, 4)
-        expected = self._image_shape
-        height, width, channels = expected
-        if shape[-1] is not None and shape[-1] != channels:
-            raise ValueError(
-                f"{owner}: argument `images` must have {channels} channels "
-                f"(`channels`={channels}), shape (batch, {height}, {width}, "
-                f"{channels}); received a tensor of shape {shape}."
-            )
-        if any(
-            got is not None and got != want for got, want in zip(shape[1:3], expected)
-        ):
-            raise ValueError(
-                f"{owner}: argument `images` must be {height}x{width} pixels "
-                f"(`image_size`), shape (batch, {height}, {width}, {channels}); "
-                f"received a tensor of shape {shape}."
-            )
-
-    def _check_inputs(self, inputs):
-        owner = _checks.owner_name(self)
-        if not isinstance(inputs, dict) or sorted(inputs) != sorted(_INPUT_KEYS):
-            received = sorted(inputs) if isinstance(inputs, dict) else type(inputs)
-            raise ValueError(
-                f"{owner}: argument `inputs` must be a dict with keys "
-                f"{list(_INPUT_KEYS)}; received {received}."
-            )
-        self._check_images(inputs["images"])
-        shape = tuple(inputs["decoder_token_ids"].shape)
-        _checks.check_rank(owner, "decoder_token_ids", shape, 2)
-
-    def call(self, inputs, training=None, mask=None, **kwargs):
-        self._check_inputs(inputs)
-        return super().call(inputs, training=training, mask=mask, **kwargs)
-
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        self._check_inputs(inputs)
-        return super().compute_output_spec(inputs, training=training, mask=mask)
+    def _check_source(self, images):
+        height, width, channels = self._image_shape
+        _checks.check_images(
+            _checks.owner_name(self), images.shape, channels, size=(height, width)
+        )
 
     def get_config(self):
         return {
@@ -339,26 +294,17 @@ class ImageCaptioner(EncoderDecoderModel):
         }
 
 
-def _check_image_size(owner, image_size):
-    """`(height, width)` from an int or a pair of positive ints."""
-    pair = (
-        (image_size, image_size)
-        if isinstance(image_size, numbers.Integral)
-        else image_size
-    )
-    if (
-        not isinstance(pair, (tuple, list))
-        or len(pair) != 2
-        or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in pair)
-        or min(pair) <= 0
-    ):
+def _check_image_encoder(owner, encoder, patch_size, image_size, channels):
+    """`(encoder, patch_size, image shape (height, width, channels))`, checked."""
+    _checks.check_choice(owner, "encoder", encoder, _ENCODERS)
+    patch_size = _checks.check_positive_int(owner, "patch_size", patch_size)
+    if encoder == "cnn" and patch_size & (patch_size - 1):
         _checks.fail(
-            owner,
-            "image_size",
-            image_size,
-            "a positive integer or a pair (height, width) of positive integers",
+            owner, "patch_size", patch_size, 'a power of two with encoder="cnn"'
         )
-    return int(pair[0]), int(pair[1])
+    height, width = _checks.check_image_size(owner, image_size, patch_size)
+    channels = _checks.check_positive_int(owner, "channels", channels)
+    return encoder, patch_size, (height, width, channels)
 
 
 def _is_float(dtype):

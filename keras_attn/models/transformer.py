@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_attn import _checks
 from keras_attn.layers.sinusoidal_position_embedding import SinusoidalPositionEmbedding
+from keras_attn.models._functional import block_arguments
 from keras_attn.models.encoder_decoder import EncoderDecoderModel
 from keras_attn.models.encoder_decoder import token_embedding_layer
 
@@ -66,6 +67,8 @@ class Transformer(EncoderDecoderModel):
         - Vaswani et al., "Attention Is All You Need", 2017.
     """
 
+    SOURCE_NAME = "encoder_token_ids"
+
     def __init__(
         self,
         vocabulary_size,
@@ -86,38 +89,35 @@ class Transformer(EncoderDecoderModel):
         final_norm=None,
         **kwargs,
     ):
-        owner = type(self).__name__
-        target_vocabulary_size = target_vocabulary_size or vocabulary_size
+        owner = self._constructor_owner(kwargs.get("name"))
+        vocabulary_size, target_vocabulary_size = _check_vocabularies(
+            owner, vocabulary_size, target_vocabulary_size, share_embeddings
+        )
+        self.padding_id = _checks.check_token_id(
+            owner,
+            "padding_id",
+            padding_id,
+            min(vocabulary_size, target_vocabulary_size),
+        )
+        num_layers = _checks.check_positive_int(owner, "num_layers", num_layers)
         num_decoder_layers = num_decoder_layers or num_layers
-        _checks.check_positive_int(owner, "vocabulary_size", vocabulary_size)
-        _checks.check_positive_int(owner, "num_layers", num_layers)
-        _checks.check_positive_int(owner, "intermediate_dim", intermediate_dim)
-        _checks.check_rate(owner, "dropout", dropout)
-        if share_embeddings and target_vocabulary_size != vocabulary_size:
-            raise ValueError(
-                f"{owner}: argument `target_vocabulary_size` must equal "
-                f"`vocabulary_size` ({vocabulary_size}) when share_embeddings=True; "
-                f"received {target_vocabulary_size}."
-            )
-        if not 0 <= padding_id < min(vocabulary_size, target_vocabulary_size):
-            _checks.fail(
-                owner, "padding_id", padding_id, "a token id of both vocabularies"
-            )
-        self.padding_id = padding_id
         dtype = self._pop_dtype_policy(kwargs)
 
         # === Layers ===
-        block = dict(
+        block = block_arguments(
+            owner,
+            hidden_dim=hidden_dim,
             intermediate_dim=intermediate_dim,
             num_heads=num_heads,
             dropout=dropout,
             activation=activation,
             normalize_first=normalize_first,
             layer_norm_epsilon=layer_norm_epsilon,
-            dtype=dtype,
             final_norm=final_norm,
+            dtype=dtype,
         )
         self._create_decoder(
+            owner,
             target_vocabulary_size,
             num_decoder_layers,
             hidden_dim,
@@ -125,34 +125,18 @@ class Transformer(EncoderDecoderModel):
             tie_output_embeddings,
             block,
         )
-        self.encoder_token_embedding = (
-            self.decoder_token_embedding
-            if share_embeddings
-            else token_embedding_layer(
-                vocabulary_size,
-                hidden_dim,
-                scale_embeddings,
-                True,
-                name="encoder_token_embedding",
-                dtype=dtype,
-            )
-        )
-        self.encoder_position_embedding = SinusoidalPositionEmbedding(
-            dtype=dtype, name="encoder_position_embedding"
+        self._create_source_embedding(
+            vocabulary_size, hidden_dim, scale_embeddings, share_embeddings, dtype
         )
         self._create_encoder_stack(num_layers, block)
 
         # === Functional model ===
         inputs = {
-            "encoder_token_ids": keras.Input(
-                (None,), dtype="int32", name="encoder_token_ids"
-            ),
-            "decoder_token_ids": keras.Input(
-                (None,), dtype="int32", name="decoder_token_ids"
-            ),
+            name: keras.Input((None,), dtype="int32", name=name)
+            for name in (self.SOURCE_NAME, "decoder_token_ids")
         }
-        encoded, encoder_padding_mask = self.encode(inputs["encoder_token_ids"])
-        logits, _ = self.decode(
+        encoded, encoder_padding_mask = self._encode(inputs[self.SOURCE_NAME])
+        logits, _ = self._decode(
             inputs["decoder_token_ids"], encoded, encoder_padding_mask
         )
         super().__init__(inputs=inputs, outputs=logits, dtype=dtype, **kwargs)
@@ -174,7 +158,34 @@ class Transformer(EncoderDecoderModel):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.final_norm = final_norm
 
-    def encode(self, encoder_token_ids, training=None):
+    def _create_source_embedding(
+        self, vocabulary_size, hidden_dim, scale_embeddings, share_embeddings, dtype
+    ):
+        """`encoder_token_embedding` (the decoder's when shared) and positions."""
+        self.encoder_token_embedding = (
+            self.decoder_token_embedding
+            if share_embeddings
+            else token_embedding_layer(
+                vocabulary_size,
+                hidden_dim,
+                scale_embeddings,
+                True,
+                name="encoder_token_embedding",
+                dtype=dtype,
+            )
+        )
+        self.encoder_position_embedding = SinusoidalPositionEmbedding(
+            dtype=dtype, name="encoder_position_embedding"
+        )
+
+    def _check_source(self, encoder_token_ids):
+        owner = _checks.owner_name(self)
+        _checks.check_rank(owner, self.SOURCE_NAME, tuple(encoder_token_ids.shape), 2)
+        _checks.check_token_ids(
+            owner, self.SOURCE_NAME, encoder_token_ids, self.vocabulary_size
+        )
+
+    def _encode(self, encoder_token_ids, training=None):
         padding_mask = ops.not_equal(encoder_token_ids, self.padding_id)  # (B, S)
         x = self.embed_tokens(
             self.encoder_token_embedding,
@@ -203,6 +214,24 @@ class Transformer(EncoderDecoderModel):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "final_norm": self.final_norm,
         }
+
+
+def _check_vocabularies(owner, vocabulary_size, target_vocabulary_size, shared):
+    """`(vocabulary_size, target_vocabulary_size)`; the target's defaults to the
+    source's, and a shared embedding needs them equal."""
+    vocabulary_size = _checks.check_positive_int(
+        owner, "vocabulary_size", vocabulary_size
+    )
+    target_vocabulary_size = _checks.check_positive_int(
+        owner, "target_vocabulary_size", target_vocabulary_size or vocabulary_size
+    )
+    if shared and target_vocabulary_size != vocabulary_size:
+        raise ValueError(
+            f"{owner}: argument `target_vocabulary_size` must equal "
+            f"`vocabulary_size` ({vocabulary_size}) when share_embeddings=True; "
+            f"received {target_vocabulary_size}."
+        )
+    return vocabulary_size, target_vocabulary_size
 
 
 _PRESETS = {

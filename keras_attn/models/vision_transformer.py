@@ -5,7 +5,9 @@ from keras import ops
 
 from keras_attn import _checks
 from keras_attn.layers.patch_embedding import PatchEmbedding
-from keras_attn.layers.transformer_encoder import TransformerEncoder
+from keras_attn.models._functional import FunctionalModel
+from keras_attn.models._functional import _dtype_policy
+from keras_attn.models._functional import block_arguments
 
 _POOLINGS = ("token", "mean")
 
@@ -32,13 +34,8 @@ _ALIASES = {
 }
 
 
-def _owner(name):
-    """The model is validated before `keras.Model.__init__` gives it a name."""
-    return "VisionTransformer" + (f" '{name}'" if name else "")
-
-
 @keras.saving.register_keras_serializable(package="keras_attn")
-class VisionTransformer(keras.Model):
+class VisionTransformer(FunctionalModel):
     """The Vision Transformer (ViT) image classifier.
 
     Images are cut into `patch_size` squares and embedded
@@ -136,40 +133,35 @@ class VisionTransformer(keras.Model):
         name=None,
         **kwargs,
     ):
-        owner = _owner(name)
-        positive = _checks.check_positive_int
-        image_size = positive(owner, "image_size", image_size)
-        patch_size = positive(owner, "patch_size", patch_size)
-        _checks.check_divisible(
-            owner, "image_size", image_size, patch_size, "patch_size"
+        owner = self._constructor_owner(name)
+        patch_size = _checks.check_positive_int(owner, "patch_size", patch_size)
+        image_size, _ = _checks.check_image_size(
+            owner, image_size, patch_size, allow_pair=False
         )
-        num_layers = positive(owner, "num_layers", num_layers)
-        num_heads = positive(owner, "num_heads", num_heads)
-        hidden_dim = positive(owner, "hidden_dim", hidden_dim)
-        _checks.check_divisible(owner, "hidden_dim", hidden_dim, num_heads, "num_heads")
-        mlp_dim = positive(owner, "mlp_dim", mlp_dim)
-        if not isinstance(include_top, bool):
-            _checks.fail(owner, "include_top", include_top, "True or False")
-        num_classes = positive(
-            owner, "num_classes", num_classes, allow_none=not include_top
+        num_layers = _checks.check_positive_int(owner, "num_layers", num_layers)
+        # Named here: the blocks call it `intermediate_dim`.
+        mlp_dim = _checks.check_positive_int(owner, "mlp_dim", mlp_dim)
+        include_top = _checks.check_bool(owner, "include_top", include_top)
+        num_classes, representation_size, channels = _check_head_and_channels(
+            owner, num_classes, representation_size, include_top, channels
         )
-        channels = positive(owner, "channels", channels)
         _checks.check_choice(owner, "pooling", pooling, _POOLINGS)
-        dropout = _checks.check_rate(owner, "dropout", dropout)
-        attention_dropout = _checks.check_rate(
-            owner, "attention_dropout", attention_dropout
-        )
-        layer_norm_epsilon = _checks.check_positive_float(
-            owner, "layer_norm_epsilon", layer_norm_epsilon
-        )
-        representation_size = positive(
-            owner, "representation_size", representation_size, allow_none=True
-        )
-        dtype = keras.dtype_policies.get(dtype) if dtype is not None else None
+        dtype = _dtype_policy(dtype)
 
-        # === Layers === (locals: a torch-backend model takes attributes only
-        # after `keras.Model.__init__`)
-        patch_embedding = PatchEmbedding(
+        # === Layers ===
+        block = block_arguments(
+            owner,
+            hidden_dim=hidden_dim,
+            intermediate_dim=mlp_dim,
+            num_heads=num_heads,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation="gelu",
+            normalize_first=True,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dtype=dtype,
+        )
+        self.patch_embedding = PatchEmbedding(
             patch_size=patch_size,
             hidden_dim=hidden_dim,
             use_class_token=pooling == "token",
@@ -179,93 +171,48 @@ class VisionTransformer(keras.Model):
         )
         # Built for the static size: it sizes the position table. The model
         # input below has a dynamic height and width.
-        patch_embedding.build((None, image_size, image_size, channels))
-        embedding_dropout = keras.layers.Dropout(
-            dropout, dtype=dtype, name="embedding_dropout"
-        )
-        encoder_layers = [
-            TransformerEncoder(
-                intermediate_dim=mlp_dim,
-                num_heads=num_heads,
-                dropout=dropout,
-                attention_dropout=attention_dropout,
-                activation="gelu",
-                layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=True,
-                dtype=dtype,
-                name=f"encoder_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        encoder_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=dtype, name="encoder_norm"
-        )
+        self.patch_embedding.build((None, image_size, image_size, channels))
+        self._create_encoder_stack(num_layers, block, "embedding_dropout")
 
         # === Functional model ===
         images = keras.Input((None, None, channels), name="images")
-        x = embedding_dropout(patch_embedding(images))  # (B, [1 +] N, D)
-        for layer in encoder_layers:
-            x = layer(x)
-        x = encoder_norm(x)  # (B, [1 +] N, D)
+        x = self._run_encoder_stack(self.patch_embedding(images))  # (B, [1 +] N, D)
         x = x[:, 0] if pooling == "token" else ops.mean(x, axis=1)  # (B, D)
-        if representation_size is not None:
-            x = keras.layers.Dense(
-                representation_size, activation="tanh", dtype=dtype, name="pre_logits"
-            )(x)
-        if include_top:
-            # Zero-initialised, as in the reference implementation.
-            x = keras.layers.Dense(
-                num_classes, kernel_initializer="zeros", dtype=dtype, name="head"
-            )(x)
-        super().__init__(inputs=images, outputs=x, name=name, **kwargs)
-        if dtype is not None:
-            self.dtype_policy = dtype
-        # Our `call` checks the images and names the argument; the functional
-        # input spec would reject them first with a generic message.
-        self.input_spec = None
+        num_outputs = num_classes if include_top else None
+        outputs = _head(x, representation_size, num_outputs, dtype)
+        super().__init__(
+            inputs=images, outputs=outputs, dtype=dtype, name=name, **kwargs
+        )
 
         # === Config ===
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_layers = num_layers
-        self.num_heads = num_heads
+        self.num_heads = block["num_heads"]
         self.hidden_dim = hidden_dim
         self.mlp_dim = mlp_dim
         self.num_classes = num_classes
         self.channels = channels
         self.pooling = pooling
-        self.dropout = dropout
-        self.attention_dropout = attention_dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
+        self.dropout = block["dropout"]
+        self.attention_dropout = block["attention_dropout"]
+        self.layer_norm_epsilon = block["layer_norm_epsilon"]
         self.representation_size = representation_size
         self.include_top = include_top
         self.shifted_patches = shifted_patches
 
-    def _check_images(self, shape):
-        owner = _checks.owner_name(self)
-        _checks.check_rank(owner, "images", shape, 4)
-        if shape[-1] is not None and shape[-1] != self.channels:
-            raise ValueError(
-                f"{owner}: argument `images` must have {self.channels} channels, "
-                f"shape (batch, height, width, {self.channels}); received a tensor "
-                f"of shape {tuple(shape)}."
-            )
-        for axis, size in zip(("height", "width"), shape[1:3]):
-            _checks.check_divisible(
-                owner, f"images {axis}", size, self.patch_size, "patch_size"
-            )
-
-    def call(self, inputs, training=None, mask=None, **kwargs):
-        self._check_images(inputs.shape)
-        return super().call(inputs, training=training, mask=mask, **kwargs)
-
-    def compute_output_spec(self, inputs, training=None, mask=None):
-        self._check_images(inputs.shape)
-        return super().compute_output_spec(inputs, training=training, mask=mask)
+    def _check_inputs(self, images):
+        _checks.check_images(
+            _checks.owner_name(self),
+            images.shape,
+            self.channels,
+            patch_size=self.patch_size,
+        )
 
     def get_config(self):
         # Not the functional graph: the constructor rebuilds it from these.
         return {
+            **self._base_config(),
             "image_size": self.image_size,
             "patch_size": self.patch_size,
             "num_layers": self.num_layers,
@@ -281,10 +228,36 @@ class VisionTransformer(keras.Model):
             "representation_size": self.representation_size,
             "include_top": self.include_top,
             "shifted_patches": self.shifted_patches,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "name": self.name,
-            "trainable": self.trainable,
         }
+
+
+def _check_head_and_channels(
+    owner, num_classes, representation_size, include_top, channels
+):
+    """`(num_classes, representation_size, channels)`; no classes without a top."""
+    return (
+        _checks.check_positive_int(
+            owner, "num_classes", num_classes, allow_none=not include_top
+        ),
+        _checks.check_positive_int(
+            owner, "representation_size", representation_size, allow_none=True
+        ),
+        _checks.check_positive_int(owner, "channels", channels),
+    )
+
+
+def _head(x, representation_size, num_classes, dtype):
+    """The optional tanh `pre_logits` layer, then the `head` (if `num_classes`)."""
+    if representation_size is not None:
+        x = keras.layers.Dense(
+            representation_size, activation="tanh", dtype=dtype, name="pre_logits"
+        )(x)
+    if num_classes is not None:
+        # Zero-initialised, as in the reference implementation.
+        x = keras.layers.Dense(
+            num_classes, kernel_initializer="zeros", dtype=dtype, name="head"
+        )(x)
+    return x
 
 
 def _normalize_preset_name(name):
