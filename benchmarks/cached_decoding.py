@@ -66,12 +66,12 @@ class DecoderStack:
         x = self.embedding(token)
         updated = []
         for layer, layer_cache in zip(self.decoders, cache):
-            # keras-hub returns (x, cache); keras_attn (x, cache, cross_cache).
+            # Decoder-only blocks of both libraries return (x, cache).
             x, layer_cache = layer(
                 x,
                 self_attention_cache=layer_cache,
                 self_attention_cache_update_index=index - 1,
-            )[:2]
+            )
             updated.append(layer_cache)
         return self.head(x)[:, 0], None, tuple(updated)
 

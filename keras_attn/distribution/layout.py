@@ -13,7 +13,7 @@ that our layers give their sublayers (the keras-hub names):
 | `reverse_embeddings`                           | (D, V)         | hidden (D)     |
 | `class_token`                                  | (1, 1, D)      | hidden (D)     |
 | `patch_embedding/projection/kernel`            | (p, p, C, D)   | hidden (D)     |
-| `…attention/cache` (KV cache, not a variable)  | (B, 2, S, H, Dh) | batch, heads |
+| `…/kv_cache` (KV cache, not a variable)        | (B, 2, S, H, Dh) | batch, heads |
 
 Everything else (biases, layer norms, classifier heads, convolution stems) is
 replicated. A head's activations stay on the devices that hold its weights, so
@@ -28,6 +28,8 @@ is laid out over both.
 import math
 
 import keras
+
+from keras_attn.layers import _kv_cache
 
 _MODEL = "model"
 _BATCH = "batch"
@@ -45,8 +47,9 @@ _RULES = (
     (r"(.*/)?[^/]*embedding[^/]*/position_embedding", (None, _MODEL)),
     (r"(.*/)?[^/]*embedding[^/]*/class_token", (None, None, _MODEL)),
     (r"(.*/)?[^/]*embedding[^/]*/projection/kernel", (None, None, None, _MODEL)),
-    # Not a variable: `MultiHeadAttention` lays its KV cache out with this key.
-    (r".*attention/cache", (_BATCH, None, None, _MODEL, None)),
+    # Not a variable: every `MultiHeadAttention`, whatever its name, lays its KV
+    # cache out by the key `<layer path>/kv_cache`.
+    (rf".*/{_kv_cache.LAYOUT_SUFFIX}", (_BATCH, None, None, _MODEL, None)),
 )
 
 

@@ -1,15 +1,23 @@
 """What the Transformer encoder and decoder share: arguments, sublayers, residuals.
 
 Each sub-block is `x + dropout(f(norm(x)))` (pre-LN, `normalize_first=True`) or
-`norm(x + dropout(f(x)))` (post-LN, the original paper). Sublayer names and their
-build order follow keras-hub, so weights copy across with `set_weights`.
+`norm(x + dropout(f(x)))` (post-LN, the original paper); a block writes each one
+out, `f` between `_pre_norm` and `_residual_add`. Sublayer names and their build
+order follow keras-hub, so weights copy across with `set_weights`.
+
+Masks are normalised once, here, on their way down: a block turns its padding and
+attention masks into one boolean `(B|1, H|1, T|1, S)` mask (`_attention_mask`), so
+an error names the block and its argument, and the attention layer and the core
+receive a mask that they pass on as it is.
 """
 
 import keras
-from keras.src.backend import get_keras_mask
+from keras import ops
 
 from keras_attn import _checks
 from keras_attn.layers.multi_head_attention import MultiHeadAttention
+from keras_attn.ops.masks import as_attention_mask
+from keras_attn.ops.masks import as_boolean_mask
 
 
 class TransformerBlock(keras.layers.Layer):
@@ -123,23 +131,45 @@ class TransformerBlock(keras.layers.Layer):
             name=name,
         )
 
-    def _residual(self, x, norm, sublayer, training):
-        """One sub-block; `sublayer(x)` returns the new features (and extras)."""
-        residual = x
-        if self.normalize_first:
-            x = norm(x)
-        x, *extras = _as_tuple(sublayer(x))
+    def _pre_norm(self, norm, x):
+        """A sub-block's input: `norm(x)` in pre-LN, `x` as it is in post-LN."""
+        return norm(x) if self.normalize_first else x
+
+    def _residual_add(self, norm, x, residual, training):
+        """A sub-block's output: `residual + dropout(x)`, then `norm` in post-LN."""
         x = self.residual_dropout(x, training=training) + residual
-        if not self.normalize_first:
-            x = norm(x)
-        return (x, *extras)
+        return x if self.normalize_first else norm(x)
 
     def _feedforward(self, x, training):
-        def feedforward(x):
-            return self.feedforward_output_dense(self.feedforward_intermediate_dense(x))
+        residual = x
+        x = self._pre_norm(self.feedforward_layer_norm, x)
+        x = self.feedforward_output_dense(self.feedforward_intermediate_dense(x))
+        return self._residual_add(self.feedforward_layer_norm, x, residual, training)
 
-        (x,) = self._residual(x, self.feedforward_layer_norm, feedforward, training)
-        return x
+    def _attention_mask(self, padding_mask, attention_mask, prefix=""):
+        """`{prefix}padding_mask` `(B, S)` and `{prefix}attention_mask` as one mask.
+
+        The result is boolean, `(B|1, H|1, T|1, S)`, or None without either.
+        """
+        owner = _checks.owner_name(self)
+        masks = []
+        if padding_mask is not None:
+            argument = f"{prefix}padding_mask"
+            padding_mask = as_boolean_mask(padding_mask, owner, argument)
+            _checks.check_rank(owner, argument, padding_mask.shape, 2)
+            masks.append(padding_mask[:, None, None, :])  # (B, 1, 1, S)
+        if attention_mask is not None:
+            argument = f"{prefix}attention_mask"
+            masks.append(as_attention_mask(attention_mask, owner, argument))
+        if len(masks) < 2:
+            return masks[0] if masks else None
+        return ops.logical_and(*masks)
+
+    def _scores_spec(self, query_sequence, key_length):
+        """The attention scores `(B, num_heads, T, key_length)` of a symbolic call."""
+        batch, query_length = query_sequence.shape[0], query_sequence.shape[1]
+        shape = (batch, self.num_heads, query_length, key_length)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -160,12 +190,3 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
-
-
-def keras_mask(x):
-    """The Keras mask attached to `x` (e.g. by `Embedding(mask_zero=True)`)."""
-    return get_keras_mask(x)
-
-
-def _as_tuple(x):
-    return x if isinstance(x, tuple) else (x,)

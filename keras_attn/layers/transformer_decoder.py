@@ -1,13 +1,10 @@
 """The Transformer decoder block: causal self-, cross-attention, feed-forward."""
 
 import keras
-from keras import ops
 
 from keras_attn import _checks
+from keras_attn._keras_private import get_keras_mask
 from keras_attn.layers._transformer_block import TransformerBlock
-from keras_attn.layers._transformer_block import keras_mask
-from keras_attn.ops.masks import combine_masks
-from keras_attn.ops.masks import padding_mask_to_attention_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -48,18 +45,21 @@ class TransformerDecoder(TransformerBlock):
             built with it (first call) to have cross-attention.
         decoder_padding_mask: optional `(B, T)` (with a cache: `(B, T_max)`),
             True for real tokens; defaults to the Keras mask of
-            `decoder_sequence`.
-        decoder_attention_mask: optional boolean mask broadcastable to
-            `(B, T, T)` (with a cache: `(B, T, T_max)`).
+            `decoder_sequence` (without a cache).
+        decoder_attention_mask: optional mask broadcastable to `(B, T, T)`
+            (with a cache: `(B, T, T_max)`), True where a token may attend.
         encoder_padding_mask: optional `(B, S)`; defaults to the Keras mask of
             `encoder_sequence`.
-        encoder_attention_mask: optional boolean mask broadcastable to
-            `(B, T, S)`.
+        encoder_attention_mask: optional mask broadcastable to `(B, T, S)`.
+            Masks are boolean or 0/1 integers; a float (additive) mask raises
+            a `ValueError`.
         self_attention_cache: optional cache `(B, 2, T_max, kv_heads, head_dim)`.
         self_attention_cache_update_index: position of this call's first token
             in the cache.
         cross_attention_cache: optional precomputed encoder keys and values
-            `(B, 2, S, kv_heads, head_dim)`; replaces `encoder_sequence`.
+            `(B, 2, S, kv_heads, head_dim)`; replaces `encoder_sequence`. With a
+            `self_attention_cache` and no `cross_attention_cache`, it is
+            precomputed from `encoder_sequence` and returned.
         use_causal_mask: whether self-attention is causal (default True).
         return_attention_scores: also return the self-attention weights
             `(B, num_heads, T, T)` and, with cross-attention, the cross-attention
@@ -67,9 +67,13 @@ class TransformerDecoder(TransformerBlock):
         training: whether dropout is active.
 
     Returns:
-        `outputs`; with `return_attention_scores`, `(outputs, self_scores[,
-        cross_scores])`; with `self_attention_cache`, the updated
-        `(self_attention_cache, cross_attention_cache)` are appended.
+        `outputs` `(B, T, hidden_dim)`, then the scores if requested
+        (`self_scores`, and `cross_scores` with cross-attention), then the
+        caches if `self_attention_cache` was given (the updated
+        `self_attention_cache`, and `cross_attention_cache` with
+        cross-attention). So a decoder-only block returns `(outputs,
+        self_attention_cache)` when cached, as keras-hub's does, and one with
+        cross-attention `(outputs, self_attention_cache, cross_attention_cache)`.
 
     Example:
     ```python
@@ -120,72 +124,103 @@ class TransformerDecoder(TransformerBlock):
         return_attention_scores=False,
         training=None,
     ):
-        uses_encoder = encoder_sequence is not None or cross_attention_cache is not None
-        if uses_encoder and not self.has_cross_attention:
-            raise ValueError(
-                f"{_checks.owner_name(self)}: argument `encoder_sequence` was given "
-                "but the layer was built without one; call it with an "
-                "`encoder_sequence` the first time to create its cross-attention."
-            )
-        if self.has_cross_attention and not uses_encoder:
-            raise ValueError(
-                f"{_checks.owner_name(self)}: argument `encoder_sequence` (or "
-                "`cross_attention_cache`) is required, since the layer was built "
-                "with cross-attention; received None."
-            )
-        if decoder_padding_mask is None and self_attention_cache is None:
-            decoder_padding_mask = keras_mask(decoder_sequence)
-        if encoder_padding_mask is None and encoder_sequence is not None:
-            encoder_padding_mask = keras_mask(encoder_sequence)
-
-        def self_attend(x):
-            return self.self_attention(
+        self._check_encoder_arguments(encoder_sequence, cross_attention_cache)
+        cached = self_attention_cache is not None
+        if decoder_padding_mask is None and not cached:
+            decoder_padding_mask = get_keras_mask(decoder_sequence)
+        mask = self._attention_mask(
+            decoder_padding_mask, decoder_attention_mask, prefix="decoder_"
+        )
+        residual = decoder_sequence
+        x = self._pre_norm(self.self_attention_layer_norm, decoder_sequence)
+        attended, self_scores, self_attention_cache = _split_attention_outputs(
+            self.self_attention(
                 x,
                 x,
-                attention_mask=_merge(decoder_padding_mask, decoder_attention_mask),
+                attention_mask=mask,
                 use_causal_mask=use_causal_mask,
                 return_attention_scores=return_attention_scores,
                 training=training,
                 cache=self_attention_cache,
                 cache_update_index=self_attention_cache_update_index,
-            )
-
-        x, *self_extras = self._residual(
-            decoder_sequence, self.self_attention_layer_norm, self_attend, training
+            ),
+            return_attention_scores,
+            cached,
         )
-        scores, caches = [], []
-        if return_attention_scores:
-            scores.append(self_extras.pop(0))
-        if self_attention_cache is not None:
-            caches.append(self_extras.pop(0))
-
-        if uses_encoder:
-            if cross_attention_cache is None and self_attention_cache is not None:
+        x = self._residual_add(
+            self.self_attention_layer_norm, attended, residual, training
+        )
+        scores, caches = [self_scores], [self_attention_cache]
+        if self.has_cross_attention:
+            if cross_attention_cache is None and cached:
                 cross_attention_cache = self.precompute_cross_attention_cache(
                     encoder_sequence
                 )
-
-            def cross_attend(x):
-                return self.cross_attention(
-                    x,
-                    encoder_sequence if encoder_sequence is not None else x,
-                    attention_mask=_merge(encoder_padding_mask, encoder_attention_mask),
-                    return_attention_scores=return_attention_scores,
-                    training=training,
-                    cache=cross_attention_cache,
-                )
-
-            x, *cross_extras = self._residual(
-                x, self.cross_attention_layer_norm, cross_attend, training
+            x, cross_scores = self._cross_attend(
+                x,
+                encoder_sequence,
+                encoder_padding_mask,
+                encoder_attention_mask,
+                cross_attention_cache,
+                return_attention_scores,
+                training,
             )
-            if return_attention_scores:
-                scores.append(cross_extras.pop(0))
-        if self_attention_cache is not None:
+            scores.append(cross_scores)
             caches.append(cross_attention_cache)
-
         x = self._feedforward(x, training)
-        outputs = (x, *scores, *caches)
-        return outputs[0] if len(outputs) == 1 else outputs
+        return _outputs(x, scores, caches, return_attention_scores, cached)
+
+    def _cross_attend(
+        self,
+        x,
+        encoder_sequence,
+        encoder_padding_mask,
+        encoder_attention_mask,
+        cross_attention_cache,
+        return_attention_scores,
+        training,
+    ):
+        """The cross-attention sub-block: new `x`, and the scores (or None)."""
+        if encoder_padding_mask is None and encoder_sequence is not None:
+            encoder_padding_mask = get_keras_mask(encoder_sequence)
+        mask = self._attention_mask(
+            encoder_padding_mask, encoder_attention_mask, prefix="encoder_"
+        )
+        residual = x
+        x = self._pre_norm(self.cross_attention_layer_norm, x)
+        attended, scores, _ = _split_attention_outputs(
+            self.cross_attention(
+                x,
+                # Precomputed keys and values replace the encoder sequence.
+                encoder_sequence if cross_attention_cache is None else None,
+                attention_mask=mask,
+                return_attention_scores=return_attention_scores,
+                training=training,
+                cache=cross_attention_cache,
+            ),
+            return_attention_scores,
+            cross_attention_cache is not None,
+        )
+        x = self._residual_add(
+            self.cross_attention_layer_norm, attended, residual, training
+        )
+        return x, scores
+
+    def _check_encoder_arguments(self, encoder_sequence, cross_attention_cache):
+        owner = _checks.owner_name(self)
+        uses_encoder = encoder_sequence is not None or cross_attention_cache is not None
+        if uses_encoder and not self.has_cross_attention:
+            raise ValueError(
+                f"{owner}: argument `encoder_sequence` was given but the layer was "
+                "built without one; call it with an `encoder_sequence` the first "
+                "time to create its cross-attention."
+            )
+        if self.has_cross_attention and not uses_encoder:
+            raise ValueError(
+                f"{owner}: argument `encoder_sequence` (or `cross_attention_cache`) "
+                "is required, since the layer was built with cross-attention; "
+                "received None."
+            )
 
     def initialize_cache(self, batch_size, max_length, dtype=None):
         """An empty self-attention cache for `max_length` decoder positions."""
@@ -194,6 +229,9 @@ class TransformerDecoder(TransformerBlock):
     def precompute_cross_attention_cache(self, encoder_sequence):
         """The encoder's keys and values, projected once for every decoding step."""
         return self.cross_attention.precompute_cache(encoder_sequence)
+
+    def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        return tuple(decoder_sequence_shape)
 
     def compute_output_spec(
         self,
@@ -210,45 +248,48 @@ class TransformerDecoder(TransformerBlock):
         return_attention_scores=False,
         training=None,
     ):
-        batch, length = decoder_sequence.shape[0], decoder_sequence.shape[1]
-        outputs = (keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype),)
-        if return_attention_scores:
-            key_length = (
-                self_attention_cache.shape[2]
-                if self_attention_cache is not None
-                else length
-            )
-            outputs += (self._scores_spec(batch, length, key_length),)
-            if cross_attention_cache is not None:
-                outputs += (
-                    self._scores_spec(batch, length, cross_attention_cache.shape[2]),
-                )
-            elif encoder_sequence is not None:
-                outputs += (
-                    self._scores_spec(batch, length, encoder_sequence.shape[1]),
-                )
-        if self_attention_cache is not None:
-            outputs += (
-                keras.KerasTensor(
-                    self_attention_cache.shape, self_attention_cache.dtype
-                ),
-            )
-            if cross_attention_cache is not None:
-                outputs += (
-                    keras.KerasTensor(
-                        cross_attention_cache.shape, cross_attention_cache.dtype
-                    ),
-                )
-        return outputs[0] if len(outputs) == 1 else outputs
-
-    def _scores_spec(self, batch, query_length, key_length):
-        return keras.KerasTensor(
-            (batch, self.num_heads, query_length, key_length), dtype=self.compute_dtype
-        )
+        self._check_encoder_arguments(encoder_sequence, cross_attention_cache)
+        cached = self_attention_cache is not None
+        output_shape = self.compute_output_shape(decoder_sequence.shape)
+        x = keras.KerasTensor(output_shape, dtype=self.compute_dtype)
+        length = decoder_sequence.shape[1]
+        key_length = self_attention_cache.shape[2] if cached else length
+        scores = [self._scores_spec(decoder_sequence, key_length)]
+        caches = [_spec_like(self_attention_cache)]
+        if self.has_cross_attention:
+            if cross_attention_cache is None:
+                batch, length = encoder_sequence.shape[0], encoder_sequence.shape[1]
+                attention = self.cross_attention
+                shape = (batch, 2, length, attention.kv_heads, attention.key_dim)
+                cross_attention_cache = keras.KerasTensor(shape, self.compute_dtype)
+            key_length = cross_attention_cache.shape[2]
+            scores.append(self._scores_spec(decoder_sequence, key_length))
+            caches.append(_spec_like(cross_attention_cache))
+        return _outputs(x, scores, caches, return_attention_scores, cached)
 
 
-def _merge(padding_mask, attention_mask):
-    """A key padding mask `(B, S)` and an attention mask as one attention mask."""
-    if padding_mask is not None:
-        padding_mask = padding_mask_to_attention_mask(ops.cast(padding_mask, "bool"))
-    return combine_masks(padding_mask, attention_mask)
+def _split_attention_outputs(outputs, with_scores, with_cache):
+    """`(output, scores, cache)` of a `MultiHeadAttention` call, None if absent.
+
+    The layer returns its output, then the scores if asked, then the cache if
+    given (alone, the output is not in a tuple).
+    """
+    if not (with_scores or with_cache):
+        return outputs, None, None
+    scores = outputs[1] if with_scores else None
+    cache = outputs[-1] if with_cache else None
+    return outputs[0], scores, cache
+
+
+def _outputs(x, scores, caches, return_attention_scores, cached):
+    """What the decoder returns: `x`, then the scores if asked, then the caches."""
+    outputs = (
+        x,
+        *(scores if return_attention_scores else ()),
+        *(caches if cached else ()),
+    )
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _spec_like(tensor):
+    return None if tensor is None else keras.KerasTensor(tensor.shape, tensor.dtype)

@@ -2,10 +2,8 @@
 
 import keras
 
+from keras_attn._keras_private import get_keras_mask
 from keras_attn.layers._transformer_block import TransformerBlock
-from keras_attn.layers._transformer_block import keras_mask
-from keras_attn.ops.masks import combine_masks
-from keras_attn.ops.masks import padding_mask_to_attention_mask
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -34,14 +32,17 @@ class TransformerEncoder(TransformerBlock):
 
     Call arguments:
         inputs: `(B, T, hidden_dim)`.
-        padding_mask: optional `(B, T)`, True for real tokens; defaults to the
-            Keras mask of `inputs`.
-        attention_mask: optional boolean mask broadcastable to `(B, T, T)`.
+        padding_mask: optional boolean (or 0/1) `(B, T)`, True for real tokens;
+            defaults to the Keras mask of `inputs`.
+        attention_mask: optional boolean (or 0/1) mask broadcastable to
+            `(B, T, T)`, True where a token may attend another. Float (additive)
+            masks are refused with a `ValueError`.
         return_attention_scores: also return the weights `(B, num_heads, T, T)`.
         training: whether dropout is active.
 
     Returns:
-        `(B, T, hidden_dim)`, and the scores if requested.
+        `outputs` `(B, T, hidden_dim)`; with `return_attention_scores`,
+        `(outputs, scores)`.
 
     Example:
     ```python
@@ -76,28 +77,27 @@ class TransformerEncoder(TransformerBlock):
         training=None,
     ):
         if padding_mask is None:
-            padding_mask = keras_mask(inputs)
-        mask = combine_masks(
-            None
-            if padding_mask is None
-            else padding_mask_to_attention_mask(padding_mask),
-            attention_mask,
+            padding_mask = get_keras_mask(inputs)
+        mask = self._attention_mask(padding_mask, attention_mask)
+        residual = inputs
+        x = self._pre_norm(self.self_attention_layer_norm, inputs)
+        attended = self.self_attention(
+            x,
+            x,
+            attention_mask=mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
         )
-
-        def attend(x):
-            return self.self_attention(
-                x,
-                x,
-                attention_mask=mask,
-                return_attention_scores=return_attention_scores,
-                training=training,
-            )
-
-        x, *scores = self._residual(
-            inputs, self.self_attention_layer_norm, attend, training
+        if return_attention_scores:
+            attended, scores = attended
+        x = self._residual_add(
+            self.self_attention_layer_norm, attended, residual, training
         )
         x = self._feedforward(x, training)
-        return (x, scores[0]) if return_attention_scores else x
+        return (x, scores) if return_attention_scores else x
+
+    def compute_output_shape(self, inputs_shape):
+        return tuple(inputs_shape)
 
     def compute_output_spec(
         self,
@@ -107,11 +107,8 @@ class TransformerEncoder(TransformerBlock):
         return_attention_scores=False,
         training=None,
     ):
-        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        output_shape = self.compute_output_shape(inputs.shape)
+        outputs = keras.KerasTensor(output_shape, dtype=self.compute_dtype)
         if not return_attention_scores:
-            return output
-        batch, length = inputs.shape[0], inputs.shape[1]
-        scores = keras.KerasTensor(
-            (batch, self.num_heads, length, length), dtype=self.compute_dtype
-        )
-        return output, scores
+            return outputs
+        return outputs, self._scores_spec(inputs, inputs.shape[1])
