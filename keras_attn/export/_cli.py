@@ -14,6 +14,12 @@ import os
 import subprocess
 import sys
 
+import keras
+
+from keras_attn.export import _keras_file
+from keras_attn.export import _onnx
+from keras_attn.export import _saved_model
+
 _BACKENDS = ("tensorflow", "jax", "torch")
 _FORMATS = ("saved_model", "onnx")
 _ONNX_FILE = "model.onnx"
@@ -57,12 +63,6 @@ def add_parser(subparsers):
 
 def run(args, argv):
     """Runs `keras-attn export` (`args` parsed from `argv`); returns the exit status."""
-    import keras
-
-    from keras_attn.export import _keras_file
-    from keras_attn.export import _onnx
-    from keras_attn.export import _saved_model
-
     if args.format == "onnx" and args.start_token_id is not None:
         return _fail(
             "--start-token-id is for --format saved_model (ONNX has no generate)"

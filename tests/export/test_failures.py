@@ -104,15 +104,19 @@ def test_a_custom_input_signature_fixes_sizes(tmp_path):
 
 
 def _uninstall(monkeypatch, module):
-    """Make `module` look missing: `find_spec` gives None and `import` fails."""
+    """Make `module` look missing: `find_spec` gives None and `import` fails.
+
+    Keras itself may import the backend's module at any call, so models are
+    built before a module is made to look missing.
+    """
     monkeypatch.setitem(sys.modules, module, None)
 
 
 @pytest.mark.parametrize("module", ["torch", "onnx", "onnxscript", "onnxruntime"])
 def test_onnx_without_its_extra_fails_before_any_work(module, monkeypatch, tmp_path):
-    _uninstall(monkeypatch, module)
     # A Lambda layer is refused too, later: the missing package comes first.
     model = _model_with(keras.layers.Lambda(lambda x: x, name="identity"))
+    _uninstall(monkeypatch, module)
     path = tmp_path / "exports" / "model.onnx"
     with pytest.raises(ModuleNotFoundError) as raised:
         export_onnx(model, str(path), verbose=False)
@@ -126,8 +130,8 @@ def test_onnx_without_its_extra_fails_before_any_work(module, monkeypatch, tmp_p
 def test_onnx_without_onnxruntime_offers_to_skip_the_verification(
     monkeypatch, tmp_path
 ):
-    _uninstall(monkeypatch, "onnxruntime")
     model = _model_with(keras.layers.Lambda(lambda x: x, name="identity"))
+    _uninstall(monkeypatch, "onnxruntime")
     path = str(tmp_path / "model.onnx")
     with pytest.raises(ModuleNotFoundError, match="or pass verify=False"):
         export_onnx(model, path, verbose=False)
@@ -138,8 +142,8 @@ def test_onnx_without_onnxruntime_offers_to_skip_the_verification(
 
 
 def test_saved_model_without_tensorflow_fails_before_any_work(monkeypatch, tmp_path):
-    _uninstall(monkeypatch, "tensorflow")
     model = _model_with(keras.layers.Lambda(lambda x: x, name="identity"))
+    _uninstall(monkeypatch, "tensorflow")
     with pytest.raises(ModuleNotFoundError, match="`pip install tensorflow`"):
         export_saved_model(model, str(tmp_path / "exports" / "1"), verbose=False)
     assert os.listdir(tmp_path) == []
