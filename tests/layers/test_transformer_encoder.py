@@ -1,5 +1,8 @@
 """TransformerEncoder: Keras' layer harness, keras-hub parity, a NumPy reference.
 
+(Validation shared with the decoder is tested once for both, in
+test_transformer_blocks.py.)
+
 Padded query rows. With an explicit `padding_mask`, ours and keras-hub both mask keys
 only, so every row (padded queries too) agrees. With a Keras mask (`mask_zero=True`)
 the query mask is also used: a padded query row then has every key masked, and our
@@ -13,10 +16,10 @@ import keras_hub
 import numpy as np
 from absl.testing import parameterized
 from keras import ops
-from keras.src.backend import get_keras_mask
-from keras.src.testing import TestCase
 
 from keras_attn.layers.transformer_encoder import TransformerEncoder
+from tests._keras_private import TestCase
+from tests._keras_private import get_keras_mask
 
 HIDDEN, HEADS, FFN = 8, 4, 16
 PADDING_MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)  # (B, T)
@@ -244,48 +247,6 @@ class TransformerEncoderTest(TestCase):
         )
         self.assertEqual(outputs.shape, (None, 6, HIDDEN))
         self.assertEqual(scores.shape, (None, HEADS, 6, 6))
-
-    def test_hidden_size_not_divisible_by_num_heads_raises(self):
-        encoder = TransformerEncoder(FFN, num_heads=4)
-        with self.assertRaisesRegex(
-            ValueError, r"TransformerEncoder.*`num_heads`.*10.*received 4"
-        ):
-            encoder.build((2, 5, 10))
-
-    def test_num_heads_not_divisible_by_num_key_value_heads_raises(self):
-        with self.assertRaisesRegex(
-            ValueError,
-            r"TransformerEncoder.*`num_heads`.*num_key_value_heads \(3\).*received 4",
-        ):
-            TransformerEncoder(FFN, num_heads=4, num_key_value_heads=3)
-
-    @parameterized.named_parameters(
-        ("negative", -0.1, r"-0\.1"), ("one", 1.0, r"1\.0"), ("above_one", 1.5, r"1\.5")
-    )
-    def test_dropout_outside_unit_interval_raises(self, rate, shown):
-        with self.assertRaisesRegex(
-            ValueError, rf"TransformerEncoder.*`dropout`.*received {shown}"
-        ):
-            TransformerEncoder(FFN, HEADS, dropout=rate)
-
-    def test_zero_intermediate_dim_raises(self):
-        with self.assertRaisesRegex(
-            ValueError, r"TransformerEncoder.*`intermediate_dim`.*received 0"
-        ):
-            TransformerEncoder(0, HEADS)
-
-    def test_rank_2_input_raises(self):
-        with self.assertRaisesRegex(
-            ValueError, r"TransformerEncoder.*`inputs`.*rank 3.*\(2, 8\)"
-        ):
-            TransformerEncoder(FFN, HEADS)(np.zeros((2, HIDDEN), "float32"))
-
-    def test_dropout_changes_outputs_only_in_training(self):
-        encoder = TransformerEncoder(FFN, HEADS, dropout=0.5)
-        x = random_sequence((2, 5, HIDDEN))
-        inference = ops.convert_to_numpy(encoder(x, training=False))
-        self.assertAllClose(encoder(x, training=False), inference)
-        self.assertNotAllClose(encoder(x, training=True), inference)
 
     def test_inference_ignores_dropout_rate(self):
         with_dropout = TransformerEncoder(FFN, HEADS, dropout=0.5)
