@@ -7,25 +7,20 @@ References are `keras.layers.MultiHeadAttention` and
 
 import os
 import re
+from unittest import mock
 
 import keras
 import numpy as np
-import pytest
 from absl.testing import parameterized
 from keras import ops
-from keras.src.testing import TestCase
 
 from keras_attn.layers import MultiHeadAttention
+from keras_attn.layers import RotaryEmbedding
+from keras_attn.layers import multi_head_attention
+from keras_attn.ops import dot_product_attention
+from keras_attn.ops.attention import IMPLEMENTATIONS
+from tests._keras_private import TestCase
 from tests.ops.test_attention import reference_attention
-
-try:
-    from keras_attn.layers.rotary_embedding import RotaryEmbedding
-except ImportError:  # written in parallel; its tests here run once it exists
-    RotaryEmbedding = None
-
-needs_rotary = pytest.mark.skipif(
-    RotaryEmbedding is None, reason="keras_attn.layers.RotaryEmbedding not available"
-)
 
 
 def random_sequences(*shape, seed=0):
@@ -440,7 +435,6 @@ class KeyValueCacheTest(TestCase):
         cached, _ = self.decode(layer, x)
         self.assertAllClose(cached, full, rtol=1e-5, atol=1e-5)
 
-    @needs_rotary
     def test_with_rotary_embedding(self):
         x = random_sequences(2, 5, 8)
         layer = MultiHeadAttention(
@@ -464,6 +458,16 @@ class KeyValueCacheTest(TestCase):
         self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
         self.assertAllClose(returned_cache, cache, rtol=0, atol=0)
 
+    def test_precomputed_cache_needs_no_value(self):
+        target = random_sequences(2, 5, 8)
+        encoded = random_sequences(2, 3, 6, seed=1)
+        layer = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=2)
+        expected, expected_scores = layer(target, encoded, return_attention_scores=True)
+        cache = layer.precompute_cache(encoded)
+        out, scores, _ = layer(target, cache=cache, return_attention_scores=True)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+        self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-6)
+
     def test_precomputed_cache_reused_one_token_at_a_time(self):
         target = random_sequences(2, 5, 8)
         encoded = random_sequences(2, 3, 6, seed=1)
@@ -475,6 +479,42 @@ class KeyValueCacheTest(TestCase):
             for i in range(5)
         ]
         self.assertAllClose(np.concatenate(steps, axis=1), expected, atol=1e-5)
+
+
+class ImplementationTest(TestCase):
+    """`implementation=` chooses the path of `dot_product_attention`."""
+
+    @parameterized.named_parameters(
+        ("automatic", None), *((name, name) for name in IMPLEMENTATIONS)
+    )
+    def test_implementation_reaches_the_attention_core(self, implementation):
+        x = random_sequences(2, 5, 8)
+        layer = MultiHeadAttention(
+            num_heads=2, key_dim=4, implementation=implementation
+        )
+        layer(x, x)  # built: the reference reads its weights
+        expected, _ = reference_layer(layer, x, x, is_causal=True)
+        with mock.patch.object(
+            multi_head_attention, "dot_product_attention", wraps=dot_product_attention
+        ) as core:
+            out = layer(x, x, use_causal_mask=True)
+        self.assertEqual(core.call_args.kwargs["implementation"], implementation)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+
+    def test_calls_with_scores_take_the_math_path(self):
+        # Only the math path computes scores; a configured path gives way.
+        x = random_sequences(2, 5, 8)
+        layer = MultiHeadAttention(num_heads=2, key_dim=4, implementation="chunked")
+        layer(x, x)
+        expected, expected_scores = reference_layer(layer, x, x)
+        out, scores = layer(x, x, return_attention_scores=True)
+        self.assertAllClose(out, expected, rtol=1e-5, atol=1e-5)
+        self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-6)
+
+    def test_implementation_is_in_the_config(self):
+        layer = MultiHeadAttention(num_heads=2, key_dim=4, implementation="chunked")
+        restored = MultiHeadAttention.from_config(layer.get_config())
+        self.assertEqual(restored.implementation, "chunked")
 
 
 class SymbolicShapeTest(TestCase):
@@ -495,6 +535,15 @@ class SymbolicShapeTest(TestCase):
         )
         self.assertEqual(tuple(out.shape), (None, None, 6))
         self.assertEqual(tuple(scores.shape), (None, 2, None, None))
+
+    def test_compute_output_shape_matches_keras(self):
+        ours = MultiHeadAttention(num_heads=2, key_dim=4, output_shape=6)
+        theirs = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, output_shape=6)
+        for query_shape, value_shape in (((2, 5, 8), (2, 3, 6)), ((None, 7, 8),) * 2):
+            self.assertEqual(
+                tuple(ours.compute_output_shape(query_shape, value_shape)),
+                tuple(theirs.compute_output_shape(query_shape, value_shape)),
+            )
 
     def test_symbolic_shapes_match_eager_shapes(self):
         layer = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=1)
@@ -525,6 +574,12 @@ class ValidationTest(TestCase):
         ("dropout_negative", {"dropout": -0.1}, "dropout", "-0.1"),
         ("dropout_one", {"dropout": 1.0}, "dropout", "1.0"),
         ("output_shape_zero", {"output_shape": 0}, "output_shape", "0"),
+        (
+            "implementation_unknown",
+            {"implementation": "flash"},
+            "implementation",
+            "'flash'",
+        ),
     )
     def test_bad_constructor_argument_is_rejected(self, overrides, argument, value):
         arguments = {"num_heads": 2, "key_dim": 4, **overrides}
@@ -540,6 +595,43 @@ class ValidationTest(TestCase):
             ValueError, r"MultiHeadAttention.*`query`.*rank 3.*\(2, 8\)"
         ):
             layer(random_sequences(2, 8), random_sequences(2, 5, 8))
+
+    def test_key_and_value_of_different_lengths_are_rejected(self):
+        # As Keras' layer does; the core's paths would disagree on the result.
+        layer = MultiHeadAttention(num_heads=2, key_dim=4)
+        query, value = random_sequences(2, 5, 8), random_sequences(2, 3, 8)
+        key = random_sequences(2, 4, 8)
+        message = (
+            r"MultiHeadAttention.*`key` and `value`.*same length.*"
+            r"\(2, 4, 8\).*\(2, 3, 8\)"
+        )
+        with self.assertRaisesRegex(ValueError, message):
+            layer(query, value, key)
+        with self.assertRaisesRegex(ValueError, message):  # symbolic call
+            inputs = [
+                keras.Input(x.shape[1:], batch_size=2) for x in (query, value, key)
+            ]
+            layer(*inputs)
+
+    def test_value_is_required_without_a_precomputed_cache(self):
+        layer = MultiHeadAttention(num_heads=2, key_dim=4)
+        x = random_sequences(2, 5, 8)
+        layer(x, x)
+        with self.assertRaisesRegex(
+            ValueError, r"MultiHeadAttention.*`value`.*precomputed.*received None"
+        ):
+            layer(x)
+
+    def test_float_attention_mask_is_rejected(self):
+        # An additive mask (0 keep, -1e9 drop) would be inverted by a cast.
+        layer = MultiHeadAttention(num_heads=2, key_dim=4)
+        x = random_sequences(2, 5, 8)
+        additive = np.where(np.tril(np.ones((5, 5))) > 0, 0.0, -1e9).astype("float32")
+        with self.assertRaisesRegex(
+            ValueError,
+            r"MultiHeadAttention.*`attention_mask`.*boolean.*float32.*additive_mask",
+        ):
+            layer(x, x, attention_mask=additive)
 
     def test_attention_mask_that_does_not_broadcast_is_rejected(self):
         layer = MultiHeadAttention(num_heads=2, key_dim=4)
@@ -603,7 +695,6 @@ class SavingTest(TestCase):
             model, [random_sequences(2, 5, 8), random_sequences(2, 3, 6, seed=1)]
         )
 
-    @needs_rotary
     def test_keras_file_round_trip_with_rotary_embedding(self):
         x = keras.Input((5, 8))
         output = MultiHeadAttention(
