@@ -5,36 +5,36 @@ import keras
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from keras.src.testing import TestCase
 from keras_hub import samplers
 
 from keras_attn.generation import generate
 from keras_attn.models import Transformer
+from tests import _tiny_models
+from tests._keras_private import TestCase
+from tests._tiny_models import END_ID
+from tests._tiny_models import PADDING_ID
+from tests._tiny_models import START_ID
 
-VOCABULARY_SIZE = 9
-PADDING_ID, START_ID, END_ID = 0, 1, 2
 BATCH, SOURCE_LENGTH, MAX_LENGTH = 3, 5, 7
 # Tiny on purpose: on JAX every `generate` call traces and compiles its loop.
-SMALL = {
-    "vocabulary_size": VOCABULARY_SIZE,
-    "num_layers": 1,
-    "hidden_dim": 16,
-    "intermediate_dim": 32,
-    "num_heads": 2,
-    "dropout": 0.0,
-}
+SMALL = {"vocabulary_size": 9, "num_layers": 1, "dropout": 0.0}
+VOCABULARY_SIZE = SMALL["vocabulary_size"]
 
 
 def small_model(**overrides):
-    return Transformer(**{**SMALL, **overrides})
+    return _tiny_models.tiny_transformer(**{**SMALL, **overrides})
+
+
+def shared_model():
+    """The session's generation model, for the tests that do not change it."""
+    return _tiny_models.shared(Transformer, **SMALL)
 
 
 def random_source(batch=BATCH, seed=0):
     """Real tokens (ids 3 and up); the last source is shorter (padded)."""
-    rng = np.random.default_rng(seed)
-    source = rng.integers(3, VOCABULARY_SIZE, size=(batch, SOURCE_LENGTH))
+    source = _tiny_models.random_tokens(batch, SOURCE_LENGTH, VOCABULARY_SIZE, seed)
     source[-1, 3:] = PADDING_ID
-    return source.astype("int32")
+    return source
 
 
 def generate_numpy(model, source, **kwargs):
@@ -53,22 +53,16 @@ def cached_and_uncached(model, source, make_sampler=lambda: "greedy", **kwargs):
 
 
 @functools.cache
-def untrained_model():
-    """One model for the tests that never get as far as decoding."""
-    return small_model()
-
-
-@functools.cache
 def sampled_tokens():
     """Tokens drawn at random (temperature 1) from an untrained model.
 
     Its distribution is close to uniform, so some sequences end early and the
     padding token would be drawn often if `generate` did not forbid it. Shared by
-    the tests of the output's layout; the autouse fixture seeds the weights.
+    the tests of the output's layout.
     """
     source = random_source(batch=6)
     return generate_numpy(
-        small_model(),
+        shared_model(),
         source,
         end_token_id=END_ID,
         max_length=10,
@@ -97,13 +91,13 @@ def model_that_always_ends():
 class CachedDecodingTest(TestCase, parameterized.TestCase):
     def test_cached_greedy_equals_uncached(self):
         # No end token: every position is generated.
-        cached, uncached = cached_and_uncached(small_model(), random_source())
+        cached, uncached = cached_and_uncached(shared_model(), random_source())
         np.testing.assert_array_equal(cached, uncached)
         self.assertFalse(np.any(cached == PADDING_ID))
 
     def test_cached_beam_search_equals_uncached(self):
         cached, uncached = cached_and_uncached(
-            small_model(),
+            shared_model(),
             random_source(),
             lambda: samplers.BeamSampler(num_beams=3),
             end_token_id=END_ID,
@@ -117,7 +111,7 @@ class CachedDecodingTest(TestCase, parameterized.TestCase):
     )
     def test_cached_sampling_equals_uncached_with_the_same_seed(self, make_sampler):
         cached, uncached = cached_and_uncached(
-            small_model(), random_source(), make_sampler, end_token_id=END_ID
+            shared_model(), random_source(), make_sampler, end_token_id=END_ID
         )
         np.testing.assert_array_equal(cached, uncached)
 
@@ -163,7 +157,7 @@ class GeneratedTokensTest(TestCase):
     def test_generate_runs_inside_tf_function(self):
         import tensorflow as tf
 
-        model, source = small_model(), random_source()
+        model, source = shared_model(), random_source()
         kwargs = {"start_token_id": START_ID, "end_token_id": END_ID, "max_length": 6}
         # Unknown batch size and source length, as in a serving signature.
         graph_generate = tf.function(
@@ -182,6 +176,7 @@ class GenerateArgumentsTest(TestCase, parameterized.TestCase):
         ("start_negative", "start_token_id", -1),
         ("start_is_padding", "start_token_id", PADDING_ID),
         ("start_not_an_integer", "start_token_id", 1.0),
+        ("start_is_a_bool", "start_token_id", True),  # True == START_ID
         ("end_outside", "end_token_id", VOCABULARY_SIZE + 3),
         ("end_is_padding", "end_token_id", PADDING_ID),
         ("max_length_1", "max_length", 1),
@@ -193,7 +188,29 @@ class GenerateArgumentsTest(TestCase, parameterized.TestCase):
         with pytest.raises(
             ValueError, match=rf"generate: argument `{argument}`.*received {value!r}"
         ):
-            generate(untrained_model(), random_source(), **kwargs)
+            generate(shared_model(), random_source(), **kwargs)
+
+    def test_numpy_integers_are_accepted_as_python_integers(self):
+        arguments = {"start_token_id": START_ID, "end_token_id": END_ID}
+        numpy_arguments = {name: np.int64(value) for name, value in arguments.items()}
+        model, source = shared_model(), random_source()
+        np.testing.assert_array_equal(
+            generate_numpy(
+                model, source, max_length=np.int32(MAX_LENGTH), **numpy_arguments
+            ),
+            generate_numpy(model, source, max_length=MAX_LENGTH, **arguments),
+        )
+
+    def test_source_ids_outside_the_vocabulary_fail_naming_them(self):
+        source = random_source()
+        source[2, 1] = VOCABULARY_SIZE
+        with pytest.raises(
+            ValueError,
+            match=r"Transformer '.*': argument `encoder_token_ids` must hold token ids "
+            r"in \[0, 9\) \(the vocabulary size is 9\); received the id 9 at index "
+            r"\(2, 1\)",
+        ):
+            generate(shared_model(), source, start_token_id=START_ID, max_length=3)
 
 
 @pytest.mark.skipif(

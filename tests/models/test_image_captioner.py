@@ -1,4 +1,3 @@
-import functools
 import inspect
 import os
 
@@ -6,54 +5,29 @@ import keras
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from keras.src.testing import TestCase
 
 from keras_attn.generation import generate
 from keras_attn.models.image_captioner import ImageCaptioner
+from tests import _tiny_models
+from tests._keras_private import TestCase
+from tests._tiny_models import END_ID
+from tests._tiny_models import START_ID
+from tests._tiny_models import random_images
 
-VOCABULARY_SIZE = 13
-START_ID, END_ID = 1, 2
 # 8x8 RGB images in 2x2 patches: 16 image tokens.
-SMALL = {
-    "vocabulary_size": VOCABULARY_SIZE,
-    "image_size": 8,
-    "patch_size": 2,
-    "num_encoder_layers": 1,
-    "num_decoder_layers": 2,
-    "hidden_dim": 16,
-    "intermediate_dim": 32,
-    "num_heads": 2,
-    "dropout": 0.0,
-}
+SMALL = _tiny_models.IMAGE_CAPTIONER
+VOCABULARY_SIZE = SMALL["vocabulary_size"]
 ENCODERS = [("cnn", "cnn"), ("vit", "vit")]
-
-
-def small_model(**overrides):
-    return ImageCaptioner(**{**SMALL, **overrides})
-
-
-def random_images(batch, size=8, channels=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.uniform(size=(batch, size, size, channels)).astype("float32")
+small_model = _tiny_models.tiny_image_captioner
 
 
 def random_tokens(batch, length, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(3, VOCABULARY_SIZE, size=(batch, length)).astype("int32")
+    return _tiny_models.random_tokens(batch, length, VOCABULARY_SIZE, seed)
 
 
-def randomize(model):
-    """Larger random weights, so greedy and beam choices differ per image."""
-    rng = np.random.default_rng(1)
-    for weight in model.trainable_weights:
-        weight.assign(0.5 * rng.normal(size=weight.shape).astype("float32"))
-    return model
-
-
-@functools.cache
 def shared_model(encoder):
     """One randomised model per encoder for the tests that do not train it."""
-    return randomize(small_model(encoder=encoder))
+    return _tiny_models.shared(ImageCaptioner, randomized=True, encoder=encoder)
 
 
 class ImageCaptionerTest(TestCase, parameterized.TestCase):
@@ -211,6 +185,19 @@ class ImageCaptionerTest(TestCase, parameterized.TestCase):
         with pytest.raises(ValueError, match=r"ImageCaptioner.*`inputs`"):
             model(random_images(2))
 
+    def test_decoder_token_ids_outside_the_vocabulary_fail_naming_them(self):
+        tokens = random_tokens(2, 4)
+        tokens[1, 3] = VOCABULARY_SIZE
+        with pytest.raises(
+            ValueError,
+            match=r"ImageCaptioner '.*': argument `decoder_token_ids` must hold token "
+            r"ids in \[0, 13\) \(the vocabulary size is 13\); received the id 13 at "
+            r"index \(1, 3\)",
+        ):
+            shared_model("cnn")(
+                {"images": random_images(2), "decoder_token_ids": tokens}
+            )
+
     @parameterized.named_parameters(
         ("start_outside", "start_token_id", VOCABULARY_SIZE),
         ("start_negative", "start_token_id", -1),
@@ -231,6 +218,8 @@ class ImageCaptionerTest(TestCase, parameterized.TestCase):
         ("channels", {"channels": 0}, "`channels`.*0"),
         ("vocabulary_size", {"vocabulary_size": 0}, "`vocabulary_size`.*0"),
         ("padding_id", {"padding_id": VOCABULARY_SIZE}, "`padding_id`.*13"),
+        ("padding_id_bool", {"padding_id": False}, "`padding_id`.*False"),
+        ("image_size_pair", {"image_size": (8, 0)}, r"`image_size`.*\(8, 0\)"),
         ("num_heads", {"num_heads": 3}, "`hidden_dim`.*num_heads"),
         ("dropout", {"dropout": 1.0}, "`dropout`.*1.0"),
     )

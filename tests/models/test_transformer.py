@@ -1,36 +1,32 @@
 import inspect
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from keras.src.backend.common import global_state
-from keras.src.testing import TestCase
 
 from keras_attn.models import Transformer
 from keras_attn.models import transformer_preset
+from tests import _tiny_models
+from tests._keras_private import TestCase
+from tests._tiny_models import PADDING_ID
+from tests._tiny_models import build_without_allocating
 
-VOCABULARY_SIZE = 11
-PADDING_ID = 0
+SMALL = _tiny_models.TRANSFORMER
+VOCABULARY_SIZE = SMALL["vocabulary_size"]
 INPUT_NAMES = ("encoder_token_ids", "decoder_token_ids")
-SMALL = {
-    "vocabulary_size": VOCABULARY_SIZE,
-    "num_layers": 2,
-    "hidden_dim": 16,
-    "intermediate_dim": 32,
-    "num_heads": 2,
-}
+small_model = _tiny_models.tiny_transformer
 
 
-def small_model(**overrides):
-    return Transformer(**{**SMALL, **overrides})
+def shared_model(**overrides):
+    """The session's tiny Transformer, for the tests that do not change it."""
+    return _tiny_models.shared(Transformer, **overrides)
 
 
 def random_tokens(batch, length, seed=0):
-    """Real tokens only: ids 0-2 are kept for padding, start and end."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(3, VOCABULARY_SIZE, size=(batch, length)).astype("int32")
+    return _tiny_models.random_tokens(batch, length, VOCABULARY_SIZE, seed)
 
 
 def source_and_target(padded=False):
@@ -55,22 +51,6 @@ def pad(tokens, extra):
 def logits(model, source, target):
     outputs = model(dict(zip(INPUT_NAMES, (source, target))))
     return keras.ops.convert_to_numpy(outputs)
-
-
-def build_without_allocating(make_model):
-    """A model whose variables are never materialised (shapes and config only).
-
-    Variables created in a `StatelessScope` keep only their shape; with
-    `initialize_variables=False` they are never initialised, and restoring Keras'
-    list of pending variables keeps a later scope exit from doing so (the "big"
-    model would otherwise allocate 0.85 GB and take a minute to initialise).
-    """
-    pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            return make_model()
-    finally:
-        global_state.set_global_attribute("uninitialized_variables", pending)
 
 
 def paper_parameter_count(vocabulary_size, num_layers, hidden_dim, intermediate_dim):
@@ -110,7 +90,7 @@ class TransformerPresetTest(TestCase, parameterized.TestCase):
 
 class TransformerTest(TestCase, parameterized.TestCase):
     def test_logits_shape_and_dtype(self):
-        model = small_model()
+        model = shared_model()
         self.assertEqual(tuple(model.output.shape), (None, None, VOCABULARY_SIZE))
         outputs = logits(model, *source_and_target())
         self.assertEqual(outputs.shape, (2, 4, VOCABULARY_SIZE))
@@ -134,7 +114,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertTrue(np.all(np.isfinite(keras.ops.convert_to_numpy(outputs))))
 
     def test_stable_layer_names(self):
-        names = {layer.name for layer in small_model().layers}
+        names = {layer.name for layer in shared_model().layers}
         expected = {
             "encoder_token_ids",
             "decoder_token_ids",
@@ -152,7 +132,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertNotIn("decoder_norm", names)
 
     def test_model_equals_encode_then_decode(self):
-        model = small_model()
+        model = shared_model()
         source, target = source_and_target(padded=True)
         encoded, mask = model.encode(source)
         expected, caches = model.decode(target, encoded, mask)
@@ -160,7 +140,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertAllClose(logits(model, source, target), expected, atol=1e-5)
 
     def test_appended_source_padding_leaves_logits_unchanged(self):
-        model = small_model()
+        model = shared_model()
         source, target = source_and_target(padded=True)
         target = pad(target, 3)  # the shape the target-padding test uses
         self.assertAllClose(
@@ -170,14 +150,14 @@ class TransformerTest(TestCase, parameterized.TestCase):
         )
 
     def test_appended_target_padding_leaves_real_positions_unchanged(self):
-        model = small_model()
+        model = shared_model()
         source, target = source_and_target(padded=True)
         padded = logits(model, source, pad(target, 3))
         self.assertEqual(padded.shape, (2, 7, VOCABULARY_SIZE))
         self.assertAllClose(padded[:, :4], logits(model, source, target), atol=1e-5)
 
     def test_decoder_is_causal(self):
-        model = small_model()
+        model = shared_model()
         source, target = source_and_target()
         changed = target.copy()
         changed[:, 2] = another_token(target[:, 2])
@@ -186,7 +166,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertGreater(np.abs(after[:, 2:] - before[:, 2:]).max(), 1e-2)
 
     def test_every_target_position_sees_the_source(self):
-        model = small_model()
+        model = shared_model()
         source, target = source_and_target()
         changed = source.copy()
         changed[:, -1] = another_token(source[:, -1])
@@ -210,7 +190,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertLess(losses[-1], 0.8 * losses[0])
 
     def test_keras_file_round_trip_gives_identical_outputs(self):
-        model = small_model(dropout=0.1, normalize_first=True)
+        model = shared_model(normalize_first=True)  # dropout 0.1: off in calls
         source, target = source_and_target(padded=True)
         path = os.path.join(self.get_temp_dir(), "transformer.keras")
         model.save(path)
@@ -222,14 +202,14 @@ class TransformerTest(TestCase, parameterized.TestCase):
         )
 
     def test_config_keys_are_constructor_arguments(self):
-        model = small_model()
+        model = shared_model()
         parameters = set(inspect.signature(Transformer).parameters) - {"kwargs"}
         config = model.get_config()
         self.assertEqual(set(config) - {"name", "trainable", "dtype"}, parameters)
         self.assertEqual(Transformer.from_config(config).get_config(), config)
 
     def test_pre_layer_norm_variant_adds_final_norms(self):
-        model = small_model(normalize_first=True)
+        model = shared_model(normalize_first=True)
         names = {layer.name for layer in model.layers}
         self.assertIn("encoder_norm", names)
         self.assertIn("decoder_norm", names)
@@ -251,10 +231,10 @@ class TransformerTest(TestCase, parameterized.TestCase):
         self.assertNotIn("encoder_norm", {layer.name for layer in pre_ln.layers})
 
     def test_separate_embeddings_allow_a_different_target_vocabulary(self):
-        model = small_model(share_embeddings=False, target_vocabulary_size=7)
+        model = shared_model(share_embeddings=False, target_vocabulary_size=7)
         self.assertIsNot(model.encoder_token_embedding, model.decoder_token_embedding)
         self.assertEqual(model.decoder_vocabulary_size, 7)
-        shared = small_model()
+        shared = shared_model()
         self.assertEqual(
             model.count_params() - shared.count_params(),
             7 * SMALL["hidden_dim"],  # 11- and 7-row tables instead of one 11-row
@@ -272,7 +252,7 @@ class TransformerTest(TestCase, parameterized.TestCase):
     def test_untied_output_embeddings_add_an_output_projection(self):
         model = small_model(tie_output_embeddings=False)
         self.assertEqual(
-            model.count_params() - small_model().count_params(),
+            model.count_params() - shared_model().count_params(),
             SMALL["hidden_dim"] * VOCABULARY_SIZE,
         )
         outputs = logits(model, *source_and_target())
@@ -284,6 +264,10 @@ class TransformerTest(TestCase, parameterized.TestCase):
         ("num_heads", {"hidden_dim": 15}, "`hidden_dim`.*num_heads.*received 15"),
         ("padding_id", {"padding_id": 11}, "`padding_id`.*received 11"),
         ("padding_id_negative", {"padding_id": -1}, "`padding_id`.*received -1"),
+        # A bool is not a token id (ImageCaptioner refused it, Transformer did not).
+        ("padding_id_bool", {"padding_id": True}, "`padding_id`.*received True"),
+        ("target_vocabulary", {"target_vocabulary_size": -3}, "`target_vocab.*-3"),
+        ("num_heads_zero", {"num_heads": 0}, "`num_heads`.*received 0"),
         ("dropout", {"dropout": 1.5}, "`dropout`.*received 1.5"),
         ("intermediate_dim", {"intermediate_dim": 0}, "`intermediate_dim`.*0"),
     )
@@ -292,10 +276,59 @@ class TransformerTest(TestCase, parameterized.TestCase):
             small_model(**overrides)
 
 
+class TransformerTokenIdsTest(TestCase, parameterized.TestCase):
+    """Ids outside the vocabulary: an `IndexError` on torch and silently clipped
+    on JAX without these checks. Concrete (eager) inputs only."""
+
+    @parameterized.named_parameters(
+        ("source_too_large", "encoder_token_ids", (0, 1), VOCABULARY_SIZE),
+        ("source_negative", "encoder_token_ids", (1, 0), -1),
+        ("target_too_large", "decoder_token_ids", (1, 2), VOCABULARY_SIZE + 4),
+    )
+    def test_eager_call_names_the_argument_the_id_and_the_vocabulary(
+        self, argument, index, token_id
+    ):
+        inputs = dict(zip(INPUT_NAMES, source_and_target()))
+        inputs[argument][index] = token_id
+        with pytest.raises(
+            ValueError,
+            match=rf"Transformer '.*': argument `{argument}` must hold token ids in "
+            rf"\[0, 11\) \(the vocabulary size is 11\); received the id "
+            rf"{token_id} at index {re.escape(str(index))}",
+        ):
+            shared_model()(inputs)
+
+    def test_encode_and_decode_check_their_token_ids(self):
+        model = shared_model()
+        source, target = source_and_target()
+        source[0, 0] = target[0, 0] = VOCABULARY_SIZE
+        with pytest.raises(ValueError, match=r"`encoder_token_ids`.*id 11 at"):
+            model.encode(source)
+        encoded, mask = model.encode(source % VOCABULARY_SIZE)
+        with pytest.raises(ValueError, match=r"`token_ids`.*id 11 at index \(0, 0"):
+            model.decode(target, encoded, mask)
+
+    def test_target_ids_are_checked_against_the_target_vocabulary(self):
+        model = shared_model(share_embeddings=False, target_vocabulary_size=7)
+        source, target = source_and_target()
+        target[0, 0] = 7  # a source token, not a target token
+        with pytest.raises(ValueError, match=r"`decoder_token_ids`.*\[0, 7\).*id 7"):
+            logits(model, source, target)
+
+    def test_inputs_must_be_the_dict_of_both_token_ids(self):
+        source, _ = source_and_target()
+        with pytest.raises(ValueError, match=r"Transformer.*`inputs`.*dict with keys"):
+            shared_model()({"encoder_token_ids": source})
+        with pytest.raises(ValueError, match=r"`decoder_token_ids`.*rank 2"):
+            shared_model()(
+                {"encoder_token_ids": source, "decoder_token_ids": source[0]}
+            )
+
+
 class TransformerCachedDecodingTest(TestCase, parameterized.TestCase):
     @parameterized.named_parameters(("post_ln", False), ("pre_ln", True))
     def test_cached_decoding_equals_full_decode(self, normalize_first):
-        model = small_model(normalize_first=normalize_first)
+        model = shared_model(normalize_first=normalize_first)
         # The second source is padded: the cached path must keep its mask.
         source, target = source_and_target(padded=True)
         encoded, mask = model.encode(source)

@@ -5,40 +5,28 @@ from unittest import mock
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras.src.backend.common import global_state
-from keras.src.testing import TestCase
 
 from keras_attn.models import vision_transformer
 from keras_attn.models.vision_transformer import VisionTransformer
 from keras_attn.models.vision_transformer import vision_transformer_preset
 from keras_attn.ops.resize import resample_position_grid
+from tests import _tiny_models
+from tests._keras_private import TestCase
+from tests._tiny_models import build_without_allocating
+from tests._tiny_models import randomize
 
 # 8x8 single-channel images in 2x2 patches: a 4x4 grid, 17 tokens with the class token.
-SMALL = {
-    "image_size": 8,
-    "patch_size": 2,
-    "num_layers": 1,
-    "num_heads": 2,
-    "hidden_dim": 16,
-    "mlp_dim": 32,
-    "num_classes": 5,
-    "channels": 1,
-}
+SMALL = _tiny_models.VISION_TRANSFORMER
+small_model = _tiny_models.tiny_vision_transformer
 
 
-def small_model(**overrides):
-    return VisionTransformer(**{**SMALL, **overrides})
+def shared_model(randomized=False, **overrides):
+    """The session's tiny ViT, for the tests that do not change it."""
+    return _tiny_models.shared(VisionTransformer, randomized, **overrides)
 
 
 def random(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
-
-
-def randomize(model):
-    """Non-zero weights everywhere: the head and class token start at zero."""
-    for i, weight in enumerate(model.trainable_weights):
-        weight.assign(0.2 * random(weight.shape, seed=100 + i))
-    return model
 
 
 def logits(model, images):
@@ -54,20 +42,8 @@ def logits(model, images):
 
 
 def count_params_without_allocating(make_model):
-    """`count_params()` of a model whose variables are never materialised.
-
-    Variables created in a `StatelessScope` keep only their shape and initializer;
-    with `initialize_variables=False` leaving the scope does not initialise them,
-    and dropping them from Keras' list of pending variables keeps a later scope
-    exit from doing so (ViT-H/14 would take 2.5 GB and a minute to initialise).
-    """
-    pending = global_state.get_global_attribute("uninitialized_variables") or []
-    pending = list(pending)
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            return make_model().count_params()
-    finally:
-        global_state.set_global_attribute("uninitialized_variables", pending)
+    """`count_params()` of a model whose variables are never materialised."""
+    return build_without_allocating(make_model).count_params()
 
 
 class VisionTransformerTest(TestCase):
@@ -143,7 +119,7 @@ class VisionTransformerTest(TestCase):
         self.assertLess(losses[-1], 0.8 * losses[0])
 
     def test_keras_file_round_trip_gives_identical_outputs(self):
-        model = randomize(small_model(representation_size=8, shifted_patches=True))
+        model = shared_model(True, representation_size=8, shifted_patches=True)
         images = random((2, 8, 8, 1))
         path = os.path.join(self.get_temp_dir(), "vit.keras")
         model.save(path)
@@ -168,7 +144,7 @@ class VisionTransformerTest(TestCase):
         )
 
     def test_other_image_size_equals_resampled_position_table(self):
-        model = randomize(small_model())  # position grid 4x4
+        model = shared_model(randomized=True)  # position grid 4x4
         images = random((2, 12, 12, 1))  # grid 6x6
         # The same model built for 12x12 images, with the table resized by hand.
         weights = model.get_weights()
@@ -184,23 +160,24 @@ class VisionTransformerTest(TestCase):
         self.assertAllClose(model.predict(images, verbose=0), expected, atol=1e-5)
 
     def test_shifted_patches_stack_five_copies_of_the_image(self):
-        model = small_model(shifted_patches=True)
+        model = shared_model(True, representation_size=8, shifted_patches=True)
         embedding = model.get_layer("patch_embedding")
         self.assertTrue(embedding.shifted_patches)
         self.assertEqual(embedding.projection.kernel.shape, (2, 2, 5, 16))
         self.assertEqual(logits(model, random((3, 8, 8, 1))).shape, (3, 5))
 
     def test_non_square_images(self):
-        self.assertEqual(logits(small_model(), random((3, 12, 6, 1))).shape, (3, 5))
+        outputs = logits(shared_model(randomized=True), random((3, 12, 6, 1)))
+        self.assertEqual(outputs.shape, (3, 5))
 
     def test_token_pooling_takes_the_class_token(self):
-        model = randomize(small_model(include_top=False, num_classes=None))
+        model = shared_model(True, include_top=False, num_classes=None)
         tokens, pooled = pooled_and_tokens(model, random((2, 8, 8, 1)))
         self.assertEqual(tokens.shape, (2, 17, 16))  # class token and 16 patches
         self.assertAllClose(pooled, tokens[:, 0], atol=1e-6)
 
     def test_mean_pooling_averages_patches_without_class_token(self):
-        model = randomize(small_model(pooling="mean", include_top=False))
+        model = shared_model(True, pooling="mean", include_top=False)
         self.assertFalse(model.get_layer("patch_embedding").use_class_token)
         self.assertNotIn("class_token", [w.name for w in model.weights])
         tokens, pooled = pooled_and_tokens(model, random((2, 8, 8, 1)))
@@ -244,7 +221,7 @@ class VisionTransformerTest(TestCase):
             small_model(name="vit", **overrides)
 
     def test_wrong_channel_count_raises(self):
-        model = small_model(name="vit")
+        model = shared_model(name="vit")
         message = (
             r"VisionTransformer 'vit': argument `images` must have 1 channels.*"
             r"received a tensor of shape \(2, 8, 8, 3\)"
@@ -261,11 +238,11 @@ class VisionTransformerTest(TestCase):
         with self.assertRaisesRegex(
             ValueError, r"`images width` must be divisible by patch_size \(2\)"
         ):
-            small_model()(random((1, 8, 7, 1)))
+            shared_model()(random((1, 8, 7, 1)))
 
     def test_wrong_rank_raises(self):
         with self.assertRaisesRegex(ValueError, "`images` must have rank 4"):
-            small_model()(random((8, 8, 1)))
+            shared_model()(random((8, 8, 1)))
 
 
 def pooled_and_tokens(model, images):
