@@ -5,11 +5,14 @@ checked against a model's variables without the devices (applying it is JAX's jo
 tested in test_engines.py).
 """
 
+from unittest import mock
+
 import keras
 import pytest
 
 from keras_attn.distribution import check_layout
 from keras_attn.distribution import layout_map
+from keras_attn.layers import MultiHeadAttention
 from keras_attn.models import ImageCaptioner
 from keras_attn.models import Transformer
 from keras_attn.models import VisionTransformer
@@ -92,7 +95,7 @@ def axes(layouts, path):
         ("patch_embedding/class_token", (None, None, "model")),
         ("patch_embedding/projection/kernel", (None, None, None, "model")),
         (
-            "decoder_layer_0/self_attention/cache",
+            "decoder_layer_0/self_attention/kv_cache",
             ("batch", None, None, "model", None),
         ),
     ],
@@ -126,7 +129,7 @@ def test_every_variable_has_one_layout_that_divides(model):
 def test_axis_names_are_the_ones_given():
     layouts = layout_map(mesh(axis_names=("data", "heads")), "heads", "data")
     assert axes(layouts, "x/self_attention/query/kernel") == (None, "heads", None)
-    assert axes(layouts, "x/self_attention/cache") == (
+    assert axes(layouts, "x/self_attention/kv_cache") == (
         "data",
         None,
         None,
@@ -137,7 +140,13 @@ def test_axis_names_are_the_ones_given():
 
 def test_a_mesh_without_batch_axis():
     layouts = layout_map(mesh((1, 8), ("replica", "model")), batch_axis=None)
-    assert axes(layouts, "x/self_attention/cache") == (None, None, None, "model", None)
+    assert axes(layouts, "x/self_attention/kv_cache") == (
+        None,
+        None,
+        None,
+        "model",
+        None,
+    )
 
 
 def test_heads_not_divisible_by_the_model_axis_name_variable_and_axis():
@@ -151,14 +160,35 @@ def test_heads_not_divisible_by_the_model_axis_name_variable_and_axis():
     assert "mesh axis 'model' (size 4)" in message
 
 
+@pytest.mark.parametrize("name", ["mha", "attention", "decoder_self_attention"])
+def test_kv_cache_is_sharded_whatever_the_layer_is_named(name):
+    layer = MultiHeadAttention(num_heads=4, key_dim=4, name=name)
+    layer.build((2, 3, 16), (2, 3, 16))
+    # The key the layer asks the active distribution for...
+    distribution = mock.Mock(**{"get_tensor_layout.return_value": None})
+    with mock.patch.object(keras.distribution, "distribution") as active:
+        active.return_value = distribution
+        layer.initialize_cache(2, 5)
+    distribution.get_tensor_layout.assert_called_once_with(f"{name}/kv_cache")
+    # ...which the layout map shards over the batch and the heads.
+    cache_axes = ("batch", None, None, "model", None)
+    assert axes(layout_map(mesh()), f"{name}/kv_cache") == cache_axes
+
+
 def test_a_model_axis_that_divides_the_heads_passes():
     model = vision_transformer(num_heads=3, hidden_dim=12)
-    check_layout(model, layout_map(mesh((8, 1))))
+    layouts = layout_map(mesh((8, 1)))
+    check_layout(model, layouts)  # raises on (2, 4), see above
+    # It passes with the heads still sharded, over a model axis of size 1.
+    query = "encoder_layer_0/self_attention/query/kernel"
+    assert axes(layouts, query) == (None, "model", None)
 
 
 def test_check_layout_accepts_a_list_of_variables():
-    model = vision_transformer()
-    check_layout(model.weights, layout_map(mesh()))
+    model = vision_transformer(num_heads=3, hidden_dim=12)
+    # The variables are checked as they are in a model: the same error.
+    with pytest.raises(ValueError, match=r"'encoder_layer_0/self_attention/query"):
+        check_layout(model.weights, layout_map(mesh()))
 
 
 def test_layout_of_the_wrong_rank_is_an_error():
