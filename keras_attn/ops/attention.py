@@ -58,10 +58,11 @@ def dot_product_attention(
     Args:
         query: tensor `(B, T, H, D)`.
         key: tensor `(B, S, Hkv, D)` with `H % Hkv == 0`.
-        value: tensor `(B, S, Hkv, Dv)`.
-        mask: optional boolean tensor, True where a query may attend a key, of
-            rank 2 `(T, S)`, 3 `(B, T, S)` or 4 `(B, H, T, S)`; size-1 axes
-            broadcast.
+        value: tensor `(B, S, Hkv, Dv)`: the key's batch size and length.
+        mask: optional boolean (or 0/1 integer) tensor, True where a query may
+            attend a key, of rank 2 `(T, S)`, 3 `(B, T, S)` or 4 `(B, H, T, S)`;
+            size-1 axes broadcast. Float masks are refused: an additive mask
+            (0 = attend, -inf = masked) converts with `additive_mask == 0`.
         is_causal: if True, query `i` attends only keys `j <= i`.
         scale: logit scale; defaults to `1 / sqrt(D)`.
         dropout_rate: dropout on the attention weights, applied when `training`.
@@ -282,6 +283,23 @@ def _check_shapes(query, key, value):
         raise ValueError(
             f"{_OWNER}: argument `key` must have the query's head_dim "
             f"({query.shape[-1]}); received shape {tuple(key.shape)}."
+        )
+    # Kernels disagree on a value longer or shorter than the key (one reads past
+    # it, one truncates, TensorFlow fails): refuse it here, on every path.
+    _check_same_size("value", value, "key", key, axis=1, size="length")
+    for name, tensor in (("key", key), ("value", value)):
+        _check_same_size(name, tensor, "query", query, axis=0, size="batch size")
+
+
+def _check_same_size(name, tensor, other_name, other, axis, size):
+    """Raise unless `tensor.shape[axis]` equals `other`'s where both are known."""
+    got, want = tensor.shape[axis], other.shape[axis]
+    # Unknown sizes are None, or symbolic (jax2tf export) and not comparable.
+    if isinstance(got, int) and isinstance(want, int) and got != want:
+        raise ValueError(
+            f"{_OWNER}: argument `{name}` must have the {size} of `{other_name}` "
+            f"({want}); received `{name}` of shape {tuple(tensor.shape)} and "
+            f"`{other_name}` of shape {tuple(other.shape)}."
         )
 
 

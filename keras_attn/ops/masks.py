@@ -4,6 +4,7 @@ Polarity is Keras': `True` means "may attend". Attention masks broadcast to
 `(batch, heads, query_length, key_length)`; a padding mask is `(batch, length)`.
 """
 
+from keras import backend
 from keras import ops
 
 
@@ -54,7 +55,9 @@ def padding_mask_to_attention_mask(padding_mask, query_length=None):
     mask.shape  # (1, 1, 1, 3)
     ```
     """
-    padding_mask = ops.cast(padding_mask, "bool")
+    padding_mask = as_boolean_mask(
+        padding_mask, "padding_mask_to_attention_mask", "padding_mask"
+    )
     if len(padding_mask.shape) != 2:
         raise ValueError(
             "padding_mask_to_attention_mask: argument `padding_mask` must have "
@@ -75,7 +78,7 @@ def combine_masks(*masks):
     a padding mask combine directly.
 
     Args:
-        *masks: boolean tensors or `None`.
+        *masks: boolean (or 0/1 integer) tensors or `None`.
 
     Returns:
         The combined boolean mask, or `None` when every mask is `None`.
@@ -99,7 +102,7 @@ def combine_masks(*masks):
 
 def as_attention_mask(mask, owner="combine_masks", argument="masks"):
     """Bring a mask of rank 2, 3 or 4 to rank 4 `(B|1, H|1, T|1, S|1)`, boolean."""
-    mask = ops.cast(mask, "bool")
+    mask = as_boolean_mask(mask, owner, argument)
     rank = len(mask.shape)
     if rank == 2:  # (T, S)
         return mask[None, None, :, :]
@@ -128,3 +131,40 @@ def check_attention_mask(mask, score_shape, owner, argument):
                 f"query_length, key_length) = {tuple(score_shape)}; received a "
                 f"mask of shape {tuple(mask.shape)}."
             )
+
+
+def as_boolean_mask(mask, owner, argument):
+    """`mask` as a boolean tensor; boolean and 0/1 integer masks are accepted.
+
+    A float mask is refused rather than cast: an additive mask (0 where a query may
+    attend, a large negative number where it may not, the PyTorch and Hugging Face
+    convention) would be inverted by a cast, silently.
+
+    Args:
+        mask: a boolean or integer tensor, NumPy array or nested list.
+        owner: the layer or function name the error message starts with.
+        argument: the argument name the error message quotes.
+
+    Returns:
+        A boolean tensor of the same shape: True where `mask` is True or nonzero.
+
+    Example:
+    ```python
+    as_boolean_mask([[1, 1, 0]], "MyLayer", "padding_mask")  # [[True, True, False]]
+    as_boolean_mask(additive, "MyLayer", "attention_mask")  # ValueError
+    ```
+    """
+    if not hasattr(mask, "dtype"):
+        mask = ops.convert_to_tensor(mask)  # Python lists of bools or of 0/1
+    dtype = backend.standardize_dtype(mask.dtype)
+    if dtype == "bool":
+        return ops.cast(mask, "bool")  # a no-op on tensors; NumPy -> tensor
+    if "int" in dtype:  # int8 ... int64, uint8 ...
+        return ops.not_equal(mask, 0)
+    raise ValueError(
+        f"{owner}: argument `{argument}` must be a boolean (or 0/1 integer) mask, "
+        f"True where a query may attend; received a mask of dtype {dtype}. A "
+        "float mask is ambiguous: an additive mask (0 = attend, -inf or -1e9 = "
+        "masked, the PyTorch and Hugging Face convention) converts with "
+        "`additive_mask == 0`, a 0/1 float mask with `float_mask > 0`."
+    )

@@ -4,11 +4,11 @@ import numbers
 
 import keras
 from keras import ops
-from keras.src.backend import set_keras_mask
 
 from keras_attn._checks import check_choice
 from keras_attn._checks import check_rate
 from keras_attn._checks import fail
+from keras_attn._keras_private import set_keras_mask
 
 _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
 

@@ -2,27 +2,13 @@
 
 import keras
 from keras import ops
-from keras.src.backend import get_keras_mask
 
 from keras_attn._checks import check_rank
 from keras_attn._checks import owner_name
+from keras_attn._keras_private import get_keras_mask
+from keras_attn.ops.masks import as_boolean_mask
 from keras_attn.training.losses import check_ignore_class
 from keras_attn.training.losses import sparse_labels
-
-
-def _token_hits(y_true, y_pred, ignore_class):
-    """`(correct, valid)` float32 tensors of shape `(B, T)`."""
-    y_pred = ops.convert_to_tensor(y_pred)
-    labels = sparse_labels(ops.convert_to_tensor(y_true), y_pred)  # (B, T)
-    predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")  # (B, T)
-    valid = ops.ones_like(labels, dtype="bool")
-    if ignore_class is not None:
-        valid = ops.not_equal(labels, ignore_class)
-    mask = get_keras_mask(y_pred)  # from `Embedding(mask_zero=True)`, if any
-    if mask is not None:
-        valid = ops.logical_and(valid, ops.cast(mask, "bool"))
-    correct = ops.logical_and(ops.equal(predicted, labels), valid)
-    return ops.cast(correct, "float32"), ops.cast(valid, "float32")
 
 
 class _RatioMetric(keras.metrics.Metric):
@@ -51,6 +37,21 @@ class _RatioMetric(keras.metrics.Metric):
 
     def result(self):
         return ops.cast(ops.divide_no_nan(self.total, self.count), self.dtype)
+
+    def _token_hits(self, y_true, y_pred):
+        """`(correct, valid)` float32 tensors of shape `(B, T)`."""
+        y_pred = ops.convert_to_tensor(y_pred)
+        labels = sparse_labels(ops.convert_to_tensor(y_true), y_pred)  # (B, T)
+        predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")  # (B, T)
+        valid = ops.ones_like(labels, dtype="bool")
+        if self.ignore_class is not None:
+            valid = ops.not_equal(labels, self.ignore_class)
+        mask = get_keras_mask(y_pred)  # from `Embedding(mask_zero=True)`, if any
+        if mask is not None:
+            mask = as_boolean_mask(mask, owner_name(self), "y_pred (its Keras mask)")
+            valid = ops.logical_and(valid, mask)
+        correct = ops.logical_and(ops.equal(predicted, labels), valid)
+        return ops.cast(correct, "float32"), ops.cast(valid, "float32")
 
     def get_config(self):
         config = super().get_config()
@@ -100,7 +101,7 @@ class MaskedAccuracy(_RatioMetric):
         super().__init__(ignore_class=ignore_class, name=name, dtype=dtype)
 
     def _hits_and_counts(self, y_true, y_pred):
-        return _token_hits(y_true, y_pred, self.ignore_class)  # (B, T) each
+        return self._token_hits(y_true, y_pred)  # (B, T) each
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -152,7 +153,7 @@ class SequenceExactMatch(_RatioMetric):
         super().update_state(y_true, y_pred, sample_weight=sample_weight)
 
     def _hits_and_counts(self, y_true, y_pred):
-        correct, valid = _token_hits(y_true, y_pred, self.ignore_class)  # (B, T)
+        correct, valid = self._token_hits(y_true, y_pred)  # (B, T) each
         has_tokens = ops.max(valid, axis=-1)  # (B,)
         wrong = ops.sum(valid - correct, axis=-1)  # (B,): real tokens mispredicted
         matched = ops.cast(ops.equal(wrong, 0.0), "float32") * has_tokens

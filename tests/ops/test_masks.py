@@ -1,19 +1,28 @@
 """Mask helpers: `causal_mask`, `padding_mask_to_attention_mask`, `combine_masks`.
 
-Polarity is Keras': True means "may attend".
+Polarity is Keras': True means "may attend". Boolean and 0/1 integer masks are
+accepted; float masks are refused (an additive mask cast to bool is inverted).
 """
 
 import numpy as np
 from absl.testing import parameterized
 from keras import ops
-from keras.src.testing import TestCase
 
 from keras_attn.ops import causal_mask
 from keras_attn.ops import combine_masks
 from keras_attn.ops import padding_mask_to_attention_mask
+from keras_attn.ops.masks import as_boolean_mask
 from keras_attn.ops.masks import check_attention_mask
+from tests._keras_private import TestCase
 
 T, F = True, False
+
+# 0 where a query may attend, a large negative number where not (PyTorch, HF).
+ADDITIVE = np.array([[0.0, 0.0, -1e9]], "float32")
+ADDITIVE_ERROR = (
+    r"`{argument}` must be a boolean \(or 0/1 integer\) mask, True where a query "
+    r"may attend; received a mask of dtype {dtype}\..*`additive_mask == 0`"
+)
 
 
 def as_numpy(mask):
@@ -93,6 +102,14 @@ class PaddingMaskTest(TestCase):
         mask = padding_mask_to_attention_mask(self.padding.astype(bool))
         self.assertAllEqual(as_numpy(mask)[:, 0, 0], self.padding.astype(bool))
 
+    def test_additive_float_mask_is_rejected(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            "^padding_mask_to_attention_mask: argument "
+            + ADDITIVE_ERROR.format(argument="padding_mask", dtype="float32"),
+        ):
+            padding_mask_to_attention_mask(ADDITIVE)
+
     @parameterized.named_parameters(
         ("rank_1", (3,)),
         ("rank_3", (2, 1, 3)),
@@ -162,6 +179,21 @@ class CombineMasksTest(TestCase):
         self.assertEqual(mask.shape, (2, 5, 3, 4))
         self.assertAllEqual(mask, expected)
 
+    def test_integer_masks_combine_like_boolean_ones(self):
+        padding = np.array([[1, 1, 0], [0, 1, 1]], "int32")[:, None, :]  # (B, 1, S)
+        combined = as_numpy(combine_masks(causal_mask(3), padding))
+        expected = as_numpy(combine_masks(causal_mask(3), padding.astype(bool)))
+        self.assertEqual(combined.dtype, np.bool_)
+        self.assertAllEqual(combined, expected)
+
+    def test_additive_float_mask_is_rejected(self):
+        with self.assertRaisesRegex(
+            ValueError,
+            "^combine_masks: argument "
+            + ADDITIVE_ERROR.format(argument="masks", dtype="float32"),
+        ):
+            combine_masks(causal_mask(3), ADDITIVE)
+
     @parameterized.named_parameters(
         ("rank_1", (4,)),
         ("rank_5", (1, 2, 1, 3, 4)),
@@ -206,3 +238,53 @@ class CheckAttentionMaskTest(TestCase):
             check_attention_mask(
                 np.ones(shape, bool), self.score_shape, "Owner", "the_mask"
             )
+
+
+class AsBooleanMaskTest(TestCase):
+    @parameterized.named_parameters(
+        ("bool", "bool"), ("int32", "int32"), ("int64", "int64"), ("uint8", "uint8")
+    )
+    def test_boolean_and_integer_masks_become_boolean(self, dtype):
+        mask = as_boolean_mask(
+            ops.convert_to_tensor(np.array([[1, 0], [0, 1]], dtype)), "owner", "m"
+        )
+        self.assertEqual(as_numpy(mask).dtype, np.bool_)
+        self.assertAllEqual(as_numpy(mask), [[T, F], [F, T]])
+
+    def test_any_nonzero_integer_may_attend(self):
+        mask = as_boolean_mask(np.array([0, 1, 2, -1], "int32"), "owner", "m")
+        self.assertAllEqual(as_numpy(mask), [F, T, T, T])
+
+    @parameterized.named_parameters(
+        ("bools", [[True, False]], [[T, F]]), ("ints", [[1, 0]], [[T, F]])
+    )
+    def test_python_lists_are_accepted(self, mask, expected):
+        self.assertAllEqual(as_numpy(as_boolean_mask(mask, "owner", "m")), expected)
+
+    def test_numpy_boolean_mask_becomes_a_tensor(self):
+        mask = as_boolean_mask(np.array([True, False]), "owner", "m")
+        self.assertFalse(isinstance(mask, np.ndarray))
+        self.assertAllEqual(as_numpy(mask), [T, F])
+
+    @parameterized.named_parameters(
+        ("float16", "float16"),
+        ("bfloat16", "bfloat16"),
+        ("float32", "float32"),
+        ("float64", "float64"),
+    )
+    def test_float_masks_are_rejected_with_the_conversion(self, dtype):
+        # NumPy keeps float64 (JAX tensors are float32 without x64).
+        mask = (
+            ops.cast(ADDITIVE, dtype) if dtype == "bfloat16" else ADDITIVE.astype(dtype)
+        )
+        with self.assertRaisesRegex(
+            ValueError,
+            "^MyLayer 'attn': argument "
+            + ADDITIVE_ERROR.format(argument="attention_mask", dtype=dtype)
+            + r", a 0/1 float mask with `float_mask > 0`\.$",
+        ):
+            as_boolean_mask(mask, "MyLayer 'attn'", "attention_mask")
+
+    def test_python_list_of_floats_is_rejected(self):
+        with self.assertRaisesRegex(ValueError, "owner: argument `m`.*dtype float32"):
+            as_boolean_mask([[0.0, -1e9]], "owner", "m")

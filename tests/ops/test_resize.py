@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 import torch
-from keras.src.testing import TestCase
 
 from keras_attn.ops.resize import bicubic_resize
 from keras_attn.ops.resize import resample_position_grid
+from tests._keras_private import TestCase
 
 
 def torch_bicubic(images, size):

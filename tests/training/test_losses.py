@@ -3,9 +3,9 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from keras.src.testing import TestCase
 
 from keras_attn.training import MaskedSparseCategoricalCrossentropy
+from tests._keras_private import TestCase
 from tests.gradients import gradients
 
 VOCAB = 7

@@ -3,10 +3,12 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from keras.src.testing import TestCase
+from absl.testing import parameterized
 
 from keras_attn.training import MaskedAccuracy
 from keras_attn.training import SequenceExactMatch
+from tests._keras_private import TestCase
+from tests._keras_private import set_keras_mask
 
 VOCAB = 5
 
@@ -31,6 +33,13 @@ def numpy_exact_match(labels, predicted, ignore_class=0):
     matched = np.all((predicted == labels) | ~valid, axis=-1)
     real = valid.any(-1)
     return matched[real].mean()
+
+
+def with_keras_mask(logits, mask):
+    """`logits` as a tensor carrying `mask` the way `Embedding(mask_zero=True)` does."""
+    logits = keras.ops.convert_to_tensor(logits)
+    set_keras_mask(logits, keras.ops.convert_to_tensor(mask))
+    return logits
 
 
 def value(metric):
@@ -78,6 +87,22 @@ class MaskedAccuracyTest(TestCase):
         metric = MaskedAccuracy()
         metric.update_state(LABELS[..., None], logits_for(PREDICTED))
         self.assertAllClose(value(metric), 5 / 6)
+
+    @parameterized.named_parameters(("bool", "bool"), ("int32", "int32"))
+    def test_keras_mask_of_y_pred_leaves_positions_out(self, dtype):
+        metric = MaskedAccuracy(ignore_class=None)
+        mask = (LABELS != 0).astype(dtype)
+        metric.update_state(LABELS, with_keras_mask(logits_for(PREDICTED), mask))
+        self.assertAllClose(value(metric), 5 / 6)
+
+    def test_float_keras_mask_is_rejected(self):
+        logits = with_keras_mask(logits_for(PREDICTED), (LABELS != 0).astype("float32"))
+        with self.assertRaisesRegex(
+            ValueError,
+            r"^MaskedAccuracy 'masked_accuracy': argument `y_pred \(its Keras mask\)` "
+            r"must be a boolean \(or 0/1 integer\) mask.*dtype float32",
+        ):
+            MaskedAccuracy().update_state(LABELS, logits)
 
     def test_all_padding_gives_zero(self):
         metric = MaskedAccuracy()

@@ -1,9 +1,9 @@
 import keras
 import numpy as np
 import pytest
-from keras.src.testing import TestCase
 
 from keras_attn.training import TransformerSchedule
+from tests._keras_private import TestCase
 
 
 def paper_rate(step_num, hidden_dim, warmup_steps, scale=1.0):

@@ -2,12 +2,12 @@ import os
 
 import keras
 import numpy as np
-from keras.src.testing import TestCase
 
 from keras_attn.training import MaskedAccuracy
 from keras_attn.training import MaskedSparseCategoricalCrossentropy
 from keras_attn.training import SequenceExactMatch
 from keras_attn.training import TransformerSchedule
+from tests._keras_private import TestCase
 
 VOCAB, LENGTH = 11, 6
 
