@@ -172,8 +172,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def build(self, query_shape, value_shape=None, key_shape=None):
         owner = _checks.owner_name(self)
-        if value_shape is None:
-            _checks.fail(owner, "value", None, "a tensor to build the layer with")
+        self._check_key_value(value_shape, key_shape, precomputed=False)
         key_shape = value_shape if key_shape is None else key_shape
         shapes = {"query": query_shape, "value": value_shape, "key": key_shape}
         for name, shape in shapes.items():
@@ -225,7 +224,7 @@ class MultiHeadAttention(keras.layers.Layer):
         key_mask=None,
     ):
         precomputed = cache is not None and cache_update_index is None
-        self._check_inputs(value, key, precomputed)
+        self._check_key_value(_shape(value), _shape(key), precomputed)
         key = value if key is None else key
         start = 0 if cache_update_index is None else cache_update_index
         if precomputed:
@@ -303,19 +302,22 @@ class MultiHeadAttention(keras.layers.Layer):
                 )
         return masks
 
-    def _check_inputs(self, value, key, precomputed):
+    def _check_key_value(self, value_shape, key_shape, precomputed):
+        """`value` is needed without precomputed keys; `key` has its length."""
         owner = _checks.owner_name(self)
-        if value is None and not precomputed:
+        if value_shape is None and not precomputed:
             expected = "a tensor unless `cache` holds precomputed keys and values"
             _checks.fail(owner, "value", None, expected)
-        if value is None or key is None:
+        if value_shape is None or key_shape is None:
             return
-        key_length, value_length = key.shape[1], value.shape[1]
-        if None not in (key_length, value_length) and key_length != value_length:
+        lengths = tuple(key_shape)[1:-1], tuple(value_shape)[1:-1]
+        if len(lengths[0]) != len(lengths[1]) or any(
+            None not in pair and pair[0] != pair[1] for pair in zip(*lengths)
+        ):
             raise ValueError(
-                f"{owner}: arguments `key` and `value` must have the same length "
-                f"(axis 1); received key of shape {tuple(key.shape)} and value of "
-                f"shape {tuple(value.shape)}."
+                f"{owner}: arguments `key` and `value` must be equal in length "
+                f"(every axis but the last); received key of shape "
+                f"{tuple(key_shape)} and value of shape {tuple(value_shape)}."
             )
 
     def _check_cacheable(self):
@@ -335,7 +337,7 @@ class MultiHeadAttention(keras.layers.Layer):
         """
         self._check_cacheable()
         key = value if key is None else key
-        self._check_inputs(value, key, precomputed=False)
+        self._check_key_value(_shape(value), _shape(key), precomputed=False)
         k, v = _projections.project_key_value(self, key, value)
         if self.rotary_embedding is not None:
             k = self.rotary_embedding(k)
@@ -343,6 +345,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         """The shape of the output `(B, T, output_shape)`, as Keras' layer gives."""
+        self._check_key_value(value_shape, key_shape, precomputed=True)
         return (*query_shape[:-1], self.output_shape_ or query_shape[-1])
 
     def compute_output_spec(
@@ -359,7 +362,8 @@ class MultiHeadAttention(keras.layers.Layer):
         **keras_masks,
     ):
         """What `call` returns, as `KerasTensor`s: output, [scores], [cache]."""
-        self._check_inputs(value, key, cache is not None and cache_update_index is None)
+        precomputed = cache is not None and cache_update_index is None
+        self._check_key_value(_shape(value), _shape(key), precomputed)
         output_shape = self.compute_output_shape(query.shape)
         specs = [keras.KerasTensor(output_shape, dtype=self.compute_dtype)]
         if return_attention_scores:
@@ -389,3 +393,7 @@ class MultiHeadAttention(keras.layers.Layer):
         for name in ("rotary_embedding", *_SUBLAYER_ARGUMENTS):
             config[name] = keras.saving.serialize_keras_object(getattr(self, name))
         return config
+
+
+def _shape(tensor):
+    return None if tensor is None else tensor.shape

@@ -602,11 +602,13 @@ class ValidationTest(TestCase):
         query, value = random_sequences(2, 5, 8), random_sequences(2, 3, 8)
         key = random_sequences(2, 4, 8)
         message = (
-            r"MultiHeadAttention.*`key` and `value`.*same length.*"
+            r"MultiHeadAttention.*`key` and `value`.*must be equal in length.*"
             r"\(2, 4, 8\).*\(2, 3, 8\)"
         )
         with self.assertRaisesRegex(ValueError, message):
             layer(query, value, key)
+        with self.assertRaisesRegex(ValueError, message):
+            layer.compute_output_shape(query.shape, value.shape, key.shape)
         with self.assertRaisesRegex(ValueError, message):  # symbolic call
             inputs = [
                 keras.Input(x.shape[1:], batch_size=2) for x in (query, value, key)
