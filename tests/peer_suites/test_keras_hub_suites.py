@@ -19,9 +19,9 @@ _SEEDS = Difference(
 )
 _SUBLAYER_ATTRIBUTES = Difference(
     AttributeError,
-    "sublayers are public attributes (`encoder.self_attention_layer_norm`), not "
-    "keras-hub's private `_self_attention_layer_norm`; their names and weight paths "
-    "are keras-hub's",
+    "sublayers are public attributes named as their layers "
+    "(`encoder.self_attention_layer_norm`), not keras-hub's private "
+    "`_self_attention_layer_norm`",
 )
 _ROTARY_AXES = Difference(
     ValueError,
