@@ -8,6 +8,8 @@ from keras import ops
 from keras_attn._checks import check_positive_int
 from keras_attn._checks import fail
 from keras_attn._checks import owner_name
+from keras_attn.layers._positions import broadcast_over_inputs
+from keras_attn.layers._positions import check_positions
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -35,6 +37,11 @@ class PositionEmbedding(keras.layers.Layer):
             (the cache index in incremental decoding). Defaults to `0`. A Python
             int is checked against `sequence_length`; a tensor cannot be, and an
             out-of-range tensor is clamped or fails depending on the backend.
+        positions: optional integer tensor of shape `(length,)` or, for inputs
+            of rank 3 or more, `(batch, length)`: the rows to take, in place of
+            `start_index + arange(length)`. Out-of-range positions, like an
+            out-of-range tensor `start_index`, are clamped or fail depending on
+            the backend.
 
     Returns:
         Tensor of the shape of `inputs` in the compute dtype.
@@ -88,15 +95,23 @@ class PositionEmbedding(keras.layers.Layer):
             initializer=self.initializer,
         )
 
-    def call(self, inputs, start_index=0):
+    def call(self, inputs, start_index=0, positions=None):
         self._check_shape(inputs.shape, start_index)
-        shape = ops.shape(inputs)
-        length, dim = shape[-2], shape[-1]
-        rows = ops.slice(
-            ops.convert_to_tensor(self.embeddings), (start_index, 0), (length, dim)
-        )  # (T, D)
+        table = ops.convert_to_tensor(self.embeddings)  # (sequence_length, D)
+        if positions is None:
+            length, dim = ops.shape(inputs)[-2:]
+            rows = ops.slice(table, (start_index, 0), (length, dim))  # (T, D)
+        else:
+            positions = ops.convert_to_tensor(positions)
+            check_positions(
+                owner_name(self),
+                positions.shape,
+                inputs.shape[-2],
+                allow_batch=len(inputs.shape) >= 3,
+            )
+            rows = ops.take(table, positions, axis=0)  # ([B,] T, D)
         rows = ops.cast(rows, self.compute_dtype)
-        return ops.broadcast_to(rows, shape)  # (..., T, D)
+        return broadcast_over_inputs(rows, inputs)  # (..., T, D)
 
     def compute_mask(self, inputs, mask=None):
         return mask

@@ -7,6 +7,7 @@ from keras_attn._checks import check_divisible
 from keras_attn._checks import check_positive_float
 from keras_attn._checks import fail
 from keras_attn._checks import owner_name
+from keras_attn.layers._positions import check_positions
 from keras_attn.layers._sinusoids import sinusoid_angles
 
 
@@ -79,6 +80,11 @@ class RotaryEmbedding(keras.layers.Layer):
         if positions is None:
             positions = ops.arange(length, dtype="float32") + ops.cast(
                 start_index, "float32"
+            )
+        else:
+            positions = ops.convert_to_tensor(positions)
+            check_positions(
+                owner_name(self), positions.shape, inputs.shape[1], allow_batch=True
             )
         positions = ops.cast(positions, "float32") / self.scaling_factor
         if len(positions.shape) == 1:

@@ -7,6 +7,8 @@ from keras_attn._checks import check_divisible
 from keras_attn._checks import check_positive_float
 from keras_attn._checks import fail
 from keras_attn._checks import owner_name
+from keras_attn.layers._positions import broadcast_over_inputs
+from keras_attn.layers._positions import check_positions
 from keras_attn.layers._sinusoids import sinusoid_angles
 
 
@@ -39,6 +41,9 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
             even. Only its shape is used.
         start_index: int or scalar integer tensor. The position of the first step
             (the cache index in incremental decoding). Defaults to `0`.
+        positions: optional tensor of shape `(length,)` or, for inputs of rank 3
+            or more, `(batch, length)`; when given, it replaces
+            `start_index + arange(length)`.
 
     Returns:
         Tensor of the shape of `inputs` in the compute dtype.
@@ -69,19 +74,28 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
             fail(owner_name(self), "inputs.shape", tuple(shape), expected)
         check_divisible(owner_name(self), "inputs.shape[-1]", shape[-1], 2, "two")
 
-    def call(self, inputs, start_index=0):
+    def call(self, inputs, start_index=0, positions=None):
         self._check_shape(inputs.shape)
         shape = ops.shape(inputs)
         length, dim = shape[-2], shape[-1]
-        positions = ops.arange(length, dtype="float32") + ops.cast(
-            start_index, "float32"
-        )  # (T,)
-        angles = sinusoid_angles(positions, dim, self.max_wavelength)  # (T, D/2)
-        # Interleave: (T, D/2, 2) -> (T, D) puts sin at 2i and cos at 2i + 1.
+        if positions is None:
+            positions = ops.arange(length, dtype="float32") + ops.cast(
+                start_index, "float32"
+            )  # (T,)
+        else:
+            positions = ops.convert_to_tensor(positions)
+            check_positions(
+                owner_name(self),
+                positions.shape,
+                inputs.shape[-2],
+                allow_batch=len(inputs.shape) >= 3,
+            )
+        angles = sinusoid_angles(positions, dim, self.max_wavelength)  # ([B,] T, D/2)
+        # Interleave: (..., D/2, 2) -> (..., D) puts sin at 2i and cos at 2i + 1.
         encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)
-        encoding = ops.reshape(encoding, (length, dim))  # (T, D)
+        encoding = ops.reshape(encoding, (*ops.shape(angles)[:-1], dim))  # ([B,] T, D)
         encoding = ops.cast(encoding, self.compute_dtype)
-        return ops.broadcast_to(encoding, shape)  # (..., T, D)
+        return broadcast_over_inputs(encoding, inputs)  # (..., T, D)
 
     def compute_mask(self, inputs, mask=None):
         return mask

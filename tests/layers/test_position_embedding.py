@@ -72,6 +72,18 @@ class PositionEmbeddingTest(TestCase):
         out = layer(np.zeros((1, 2, 4), "float32"), start_index=start)
         self.assertAllClose(out[0], table[4:6])
 
+    def test_positions_take_those_rows_of_the_table(self):
+        layer, table = layer_with_table()
+        positions = np.array([[3, 1, 0, 2], [9, 9, 2, 3]])
+        out = layer(np.zeros((2, 5, 4, 4), "float32"), positions=positions)
+        expected = table[positions][:, None]  # (B, 1, T, D)
+        self.assertAllEqual(out, np.broadcast_to(expected, (2, 5, 4, 4)))
+
+    def test_batched_positions_need_a_batch_axis(self):
+        layer, _ = layer_with_table()
+        with self.assertRaisesRegex(ValueError, "`positions` must have rank 1;"):
+            layer(np.zeros((2, 4), "float32"), positions=np.zeros((2, 2), "int32"))
+
     def test_dynamic_length_in_functional_model(self):
         layer, table = layer_with_table()
         inputs = keras.Input((None, 4))

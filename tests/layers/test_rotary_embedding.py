@@ -120,6 +120,12 @@ class RotaryEmbeddingTest(TestCase):
             expected = numpy_rotary(x[1:], positions[1])[0]
             self.assertAllClose(out[1], expected, atol=1e-5)
 
+    def test_positions_of_the_wrong_length_raise(self):
+        with self.assertRaisesRegex(
+            ValueError, r"`positions` must hold one position per step.*\(4\)"
+        ):
+            RotaryEmbedding()(random((1, 4, 2, 8)), positions=np.arange(3))
+
     def test_scaling_factor_divides_positions(self):
         x = random((1, 6, 8))
         out = RotaryEmbedding(scaling_factor=4.0)(x)

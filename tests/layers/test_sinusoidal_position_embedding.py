@@ -89,6 +89,30 @@ class SinusoidalPositionEmbeddingTest(TestCase):
             theirs = keras_hub.layers.SinePositionEncoding()(inputs, start_index=5)
             self.assertAllClose(ours, theirs, atol=1e-5)
 
+    def test_positions_replace_start_index(self):
+        positions = np.array([7, 2, 9])
+        out = SinusoidalPositionEmbedding()(
+            np.zeros((2, 3, 8), "float32"), start_index=100, positions=positions
+        )
+        expected = numpy_encoding(10, 8)[positions]  # rows 7, 2, 9
+        self.assertAllClose(out, np.broadcast_to(expected, (2, 3, 8)), atol=1e-6)
+
+    def test_batched_positions_give_each_example_its_rows(self):
+        positions = np.array([[0, 1, 2], [5, 6, 7]])
+        out = SinusoidalPositionEmbedding()(
+            np.zeros((2, 4, 3, 8), "float32"), positions=positions
+        )  # (B, X, T, D): the batch axis is 0, the extra axis is broadcast
+        expected = numpy_encoding(8, 8)[positions][:, None]  # (B, 1, T, D)
+        self.assertAllClose(out, np.broadcast_to(expected, (2, 4, 3, 8)), atol=1e-6)
+
+    def test_positions_of_the_wrong_length_raise(self):
+        with self.assertRaisesRegex(
+            ValueError, r"`positions` must hold one position per step.*\(4\)"
+        ):
+            SinusoidalPositionEmbedding()(
+                np.zeros((1, 4, 8), "float32"), positions=np.arange(3)
+            )
+
     def test_dynamic_length_in_functional_model(self):
         inputs = keras.Input((None, 8))
         model = keras.Model(inputs, SinusoidalPositionEmbedding()(inputs))
