@@ -71,8 +71,12 @@ class ImageCaptionerTest(TestCase, parameterized.TestCase):
         caches = model.initialize_caches(encoded, mask, max_length=6)
         steps = []
         for index in range(6):
+            # A tensor index, as `generate` passes it (and JAX compiles it once).
             logits, caches = model.decode(
-                tokens[:, index : index + 1], None, caches=caches, start_index=index
+                tokens[:, index : index + 1],
+                None,
+                caches=caches,
+                start_index=keras.ops.convert_to_tensor(index, "int32"),
             )
             steps.append(keras.ops.convert_to_numpy(logits))
         self.assertAllClose(np.concatenate(steps, axis=1), full, atol=1e-4)
