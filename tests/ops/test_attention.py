@@ -182,7 +182,11 @@ def case_inputs(case, seed=0):
 
 
 class WorkedExampleTest(TestCase):
-    """The example of the design notes: one query, four keys, scale 1."""
+    """The example of the design notes: one query, four keys, scale 1.
+
+    The notes print three decimals, so the bound is half a unit of the third
+    decimal; the float32 error (~1e-6) is far below it on any CPU.
+    """
 
     query = np.array([[[[0.990, 0.099, 0.099]]]], "float32")  # (1, 1, 1, 3)
     key = np.array(
@@ -376,25 +380,26 @@ class FullyMaskedRowTest(TestCase):
 
 
 def bfloat16_output_ulps(implementation, key_length):
-    """The error bound of a bfloat16 attention output, from its roundings.
+    """The error bound of a bfloat16 attention output, counted from its roundings.
 
-    In bfloat16 ulps of the terms' size `sum_s w_s |v_s|` (the output is a weighted
-    average of values of both signs, see tests/_tolerances.py). Logits and softmax
-    are float32 on these paths; their error, ~2**-24 relative, is below 2**-10
-    bfloat16 ulps. What remains are the bfloat16 roundings:
+    In bfloat16 ulps of the terms' size `sum_s w_s |v_s|` (the output averages
+    values of both signs; see tests/_tolerances.py). Logits and softmax are float32
+    on these paths: their error, ~2**-24 relative, is below 2**-10 bfloat16 ulps,
+    the slack added below. What remains are bfloat16 roundings:
 
-    - chunked: float32 throughout (the values too), one rounding of the output.
-    - math, fused (PyTorch's and JAX's kernels): the weights are rounded to
+    - chunked: float32 throughout, values included, then one rounding of the
+      output: half an ulp.
+    - math, and the fused kernels of PyTorch and JAX: the weights are rounded to
       bfloat16, then multiplied with the bfloat16 values by the backend's matrix
-      product, whose accumulation legitimately depends on the kernel and the CPU:
+      product, whose accumulation legitimately depends on the kernel and the CPU.
       oneDNN with AVX-512 BF16 or AMX, ATen and XLA accumulate in float32 and
       round once; Eigen (TensorFlow where oneDNN has no bfloat16 kernel, as on
       AVX2 CPUs) rounds every product and every partial sum to bfloat16. The
-      worst case is `key_length + 1` roundings of terms no larger than the
-      terms' size: `gamma_n = n u / (1 - n u)` of it (Higham, Accuracy and
-      Stability of Numerical Algorithms, 2002, section 3.1),
-      with `u` times a value less than one ulp of it. Measured on an AVX-512
-      BF16 CPU: 0.95 ulps with oneDNN, 1.47 ulps with `TF_ENABLE_ONEDNN_OPTS=0`.
+      worst case, `n = key_length + 1` roundings, errs by at most
+      `gamma_n = n u / (1 - n u)` times the terms' size (Higham, Accuracy and
+      Stability of Numerical Algorithms, 2002, section 3.1), and `u` times a
+      value is less than one ulp of it. Measured on an AVX-512 BF16 CPU: 0.95
+      ulps with oneDNN, 1.47 ulps with `TF_ENABLE_ONEDNN_OPTS=0` (Eigen).
     """
     if implementation == "chunked":
         return 0.5 + 2**-10
