@@ -23,6 +23,11 @@ _SUBLAYER_ATTRIBUTES = Difference(
     "(`encoder.self_attention_layer_norm`), not keras-hub's private "
     "`_self_attention_layer_norm`",
 )
+_TABLE_ATTRIBUTE = Difference(
+    AttributeError,
+    "the table is the attribute `embeddings` (as in `keras.layers.Embedding`), not "
+    "keras-hub's `position_embeddings`; the weight is named `embeddings` in both",
+)
 _ROTARY_AXES = Difference(
     ValueError,
     "`RotaryEmbedding` has one layout, `(batch, length, [heads,] dim)`: no "
@@ -48,11 +53,10 @@ DIFFERENCES = {
         ", or by the first cached call from `encoder_sequence`), never filled in "
         "from an empty cache",
     ),
-    "PositionEmbeddingTest.test_no_serving_context_matches_slice_path": Difference(
-        AttributeError,
-        "the table is the attribute `embeddings` (as in `keras.layers.Embedding`), "
-        "not keras-hub's `position_embeddings`; the weight is named `embeddings` in "
-        "both",
+    "PositionEmbeddingTest.test_positions": _TABLE_ATTRIBUTE,
+    "PositionEmbeddingTest.test_explicit_positions_take_precedence": _TABLE_ATTRIBUTE,
+    "PositionEmbeddingTest.test_no_serving_context_matches_slice_path": (
+        _TABLE_ATTRIBUTE
     ),
     "RotaryEmbeddingTest.test_layer_behaviors": _ROTARY_AXES,
     "RotaryEmbeddingTest.test_permuted_axes": _ROTARY_AXES,
