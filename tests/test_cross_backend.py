@@ -25,12 +25,12 @@ def _every_layer_model():
 
     embed = keras.layers.Embedding(50, 16, mask_zero=True)
     x = embed(source)
-    x = x + layers.SinusoidalPositionEmbedding()(x)
+    x = keras.layers.Add()([x, layers.SinusoidalPositionEmbedding()(x)])
     x = layers.TransformerEncoder(32, 4)(x)
     encoded = keras.layers.Concatenate(axis=1)([patches, x])
 
     y = embed(target)
-    y = y + layers.PositionEmbedding(sequence_length=16)(y)
+    y = keras.layers.Add()([y, layers.PositionEmbedding(sequence_length=16)(y)])
     y = layers.TransformerDecoder(32, 4, num_key_value_heads=2)(y, encoded)
     rotary = layers.RotaryEmbedding()
     y = layers.MultiHeadAttention(4, 4, rotary_embedding=rotary)(
