@@ -63,7 +63,9 @@ def export_in_backend(backend, task, model, target, options, owner, verbose):
         _staging.report(verbose, f"[{backend}] {line}")
     if result.returncode == REFUSED:
         reason = result.stderr.strip().splitlines()[-1]
-        raise ValueError(f"{owner}: the {backend}-backend export refused: {reason}")
+        raise ValueError(
+            f"{owner}: the {backend}-backend export refused the model: {reason}"
+        )
     if result.returncode != 0:
         raise RuntimeError(
             f"{owner}: the {backend}-backend export subprocess failed "

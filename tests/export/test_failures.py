@@ -22,6 +22,14 @@ class UnregisteredScale(keras.layers.Layer):
         return x * 2.0
 
 
+@keras.saving.register_keras_serializable(package="tests_export_failures")
+class RegisteredHere(keras.layers.Layer):
+    """Registered in this process only: an export subprocess cannot find it."""
+
+    def call(self, x):
+        return x * 2.0
+
+
 def _model_with(layer):
     inputs = keras.Input((3,), name="features")
     return keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
@@ -101,6 +109,18 @@ def test_a_custom_input_signature_fixes_sizes(tmp_path):
         verbose=False,
     )
     assert os.path.isdir(path)
+
+
+def test_a_class_the_subprocess_cannot_find_fails_naming_the_layer(tmp_path):
+    # The route through a subprocess: TensorFlow for a torch model's
+    # SavedModel, torch for the ONNX file of a TensorFlow or JAX model.
+    on_torch = keras.backend.backend() == "torch"
+    export = export_saved_model if on_torch else export_onnx
+    model = _model_with(RegisteredHere(name="doubler"))
+    path = str(tmp_path / "exported")
+    with pytest.raises(ValueError, match=r"refused the model: .*layer 'doubler'"):
+        export(model, path, verbose=False)
+    assert os.listdir(tmp_path) == []
 
 
 def _uninstall(monkeypatch, module):
