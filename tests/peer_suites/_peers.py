@@ -8,7 +8,8 @@ the peer files is copied into this repository.
 Keras' wheel ships its tests. keras-hub's wheel and sdist do not: point
 `KERAS_HUB_SOURCE` at a keras-hub checkout (the folder holding `keras_hub/`) to run
 them; without one, each keras-hub suite is a single skipped test that names the
-missing file.
+missing file. keras-hub's harness (`keras_hub/src/tests/test_case.py`) imports the
+`grain` package; without it the suites skip with that import error.
 
 A test that fails because one of our arguments or contracts deliberately differs is
 a strict expected failure that must raise the named exception: a difference that
