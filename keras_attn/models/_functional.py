@@ -43,7 +43,7 @@ class FunctionalModel(keras.Model):
         Subclasses give it to every layer they create: the policy of a functional
         model does not reach layers created before its `__init__`.
         """
-        return _dtype_policy(kwargs.pop("dtype", None))
+        return dtype_policy_or_none(kwargs.pop("dtype", None))
 
     def __setattr__(self, name, value):
         # torch.nn.Module refuses sub-modules before its __init__ ran. Every layer
@@ -99,7 +99,7 @@ class FunctionalModel(keras.Model):
         return cls(**config)
 
 
-def _dtype_policy(dtype):
+def dtype_policy_or_none(dtype):
     return None if dtype is None else keras.dtype_policies.get(dtype)
 
 

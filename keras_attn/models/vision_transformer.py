@@ -6,8 +6,8 @@ from keras import ops
 from keras_attn import _checks
 from keras_attn.layers.patch_embedding import PatchEmbedding
 from keras_attn.models._functional import FunctionalModel
-from keras_attn.models._functional import _dtype_policy
 from keras_attn.models._functional import block_arguments
+from keras_attn.models._functional import dtype_policy_or_none
 
 _POOLINGS = ("token", "mean")
 
@@ -146,7 +146,7 @@ class VisionTransformer(FunctionalModel):
             owner, num_classes, representation_size, include_top, channels
         )
         _checks.check_choice(owner, "pooling", pooling, _POOLINGS)
-        dtype = _dtype_policy(dtype)
+        dtype = dtype_policy_or_none(dtype)
 
         # === Layers ===
         block = block_arguments(
