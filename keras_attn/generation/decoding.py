@@ -98,7 +98,9 @@ def generate(
 def _cached_next(model):
     def next_logits(prompt, cache, index):
         previous = ops.slice(prompt, (0, index - 1), (ops.shape(prompt)[0], 1))
-        logits, cache = model.decode(
+        # `_decode`, not `decode`: the sampler chose these ids from the logits,
+        # so checking them would only copy them to the host at every step.
+        logits, cache = model._decode(
             previous, None, caches=cache, start_index=index - 1, training=False
         )  # (B, 1, V)
         return _never_padding(logits[:, 0], model.padding_id), None, cache
@@ -109,9 +111,9 @@ def _cached_next(model):
 def _uncached_next(model):
     def next_logits(prompt, cache, index):
         encoder_sequence, encoder_padding_mask = cache
-        logits, _ = model.decode(
+        logits, _ = model._decode(
             prompt, encoder_sequence, encoder_padding_mask, training=False
-        )  # (B, T, V)
+        )  # (B, T, V); ids chosen by the sampler, unchecked as above
         batch, _, vocabulary = ops.shape(logits)
         logits = ops.slice(logits, (0, index - 1, 0), (batch, 1, vocabulary))
         return _never_padding(logits[:, 0], model.padding_id), None, cache

@@ -16,7 +16,8 @@ The functional graph in each subclass is built from the same two calls, so train
 cached and uncached generation all run the same code. The public `encode` and
 `decode` check their inputs first (shapes, and token ids where their values are
 known: `_checks.check_token_ids`); the graph is built from the unchecked `_encode`
-and `_decode`, since the model cannot name itself before `keras.Model.__init__`.
+and `_decode`, since the model cannot name itself before `keras.Model.__init__`,
+and `keras_attn.generation` steps with `_decode`, whose ids its sampler chose.
 """
 
 import math
