@@ -8,12 +8,12 @@ from keras import ops
 from keras_attn._checks import check_positive_int
 from keras_attn._checks import fail
 from keras_attn._checks import owner_name
+from keras_attn.layers._positions import PositionLayer
 from keras_attn.layers._positions import broadcast_over_inputs
-from keras_attn.layers._positions import check_positions
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class PositionEmbedding(keras.layers.Layer):
+class PositionEmbedding(PositionLayer):
     """A learned vector per position, up to a fixed sequence length.
 
     The layer owns a table `embeddings` of shape `(sequence_length, dim)`, where
@@ -64,12 +64,9 @@ class PositionEmbedding(keras.layers.Layer):
             owner_name(self), "sequence_length", sequence_length
         )
         self.initializer = keras.initializers.get(initializer)
-        self.supports_masking = True
 
     def _check_shape(self, shape, start_index=0):
-        if len(shape) < 2:
-            expected = "`(..., length, dim)`, rank 2 or more"
-            fail(owner_name(self), "inputs.shape", tuple(shape), expected)
+        super()._check_shape(shape)
         static_start = isinstance(start_index, numbers.Integral)
         if static_start and start_index < 0:
             fail(owner_name(self), "start_index", start_index, "non-negative")
@@ -102,23 +99,10 @@ class PositionEmbedding(keras.layers.Layer):
             length, dim = ops.shape(inputs)[-2:]
             rows = ops.slice(table, (start_index, 0), (length, dim))  # (T, D)
         else:
-            positions = ops.convert_to_tensor(positions)
-            check_positions(
-                owner_name(self),
-                positions.shape,
-                inputs.shape[-2],
-                allow_batch=len(inputs.shape) >= 3,
-            )
+            positions = self._checked_positions(positions, inputs)
             rows = ops.take(table, positions, axis=0)  # ([B,] T, D)
         rows = ops.cast(rows, self.compute_dtype)
         return broadcast_over_inputs(rows, inputs)  # (..., T, D)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        self._check_shape(input_shape)
-        return tuple(input_shape)
 
     def get_config(self):
         config = super().get_config()

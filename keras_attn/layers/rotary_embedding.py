@@ -5,14 +5,13 @@ from keras import ops
 
 from keras_attn._checks import check_divisible
 from keras_attn._checks import check_positive_float
-from keras_attn._checks import fail
 from keras_attn._checks import owner_name
-from keras_attn.layers._positions import check_positions
+from keras_attn.layers._positions import PositionLayer
 from keras_attn.layers._sinusoids import sinusoid_angles
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class RotaryEmbedding(keras.layers.Layer):
+class RotaryEmbedding(PositionLayer):
     """Rotates query and key features by an angle proportional to their position.
 
     Feature `j` of the first half is paired with feature `j + D/2` of the second
@@ -56,6 +55,10 @@ class RotaryEmbedding(keras.layers.Layer):
      - [Su et al., 2021](https://arxiv.org/abs/2104.09864)
     """
 
+    _input_layout = "(batch, length, ..., dim)"
+    _min_rank = 3
+    _sequence_axis = 1
+
     def __init__(self, max_wavelength=10000, scaling_factor=1.0, **kwargs):
         super().__init__(**kwargs)
         owner = owner_name(self)
@@ -65,27 +68,16 @@ class RotaryEmbedding(keras.layers.Layer):
         self.scaling_factor = check_positive_float(
             owner, "scaling_factor", scaling_factor
         )
-        self.supports_masking = True
         self.built = True  # stateless
 
     def _check_shape(self, shape):
-        if len(shape) < 3:
-            expected = "`(batch, length, ..., dim)`, rank 3 or more"
-            fail(owner_name(self), "inputs.shape", tuple(shape), expected)
+        super()._check_shape(shape)
         check_divisible(owner_name(self), "inputs.shape[-1]", shape[-1], 2, "two")
 
     def _cos_sin(self, inputs, start_index, positions):
         """cos and sin of the angles, `(B or 1, T, 1, ..., D)` in the compute dtype."""
-        length, dim = ops.shape(inputs)[1], ops.shape(inputs)[-1]
-        if positions is None:
-            positions = ops.arange(length, dtype="float32") + ops.cast(
-                start_index, "float32"
-            )
-        else:
-            positions = ops.convert_to_tensor(positions)
-            check_positions(
-                owner_name(self), positions.shape, inputs.shape[1], allow_batch=True
-            )
+        dim = ops.shape(inputs)[-1]
+        positions = self._step_positions(inputs, start_index, positions)
         positions = ops.cast(positions, "float32") / self.scaling_factor
         if len(positions.shape) == 1:
             positions = positions[None]  # (1, T)
@@ -103,13 +95,6 @@ class RotaryEmbedding(keras.layers.Layer):
         first, second = ops.split(inputs, 2, axis=-1)  # (..., D/2) each
         rotated_half = ops.concatenate([-second, first], axis=-1)  # (..., D)
         return inputs * cos + rotated_half * sin
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        self._check_shape(input_shape)
-        return tuple(input_shape)
 
     def get_config(self):
         config = super().get_config()

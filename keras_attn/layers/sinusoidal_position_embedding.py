@@ -5,15 +5,14 @@ from keras import ops
 
 from keras_attn._checks import check_divisible
 from keras_attn._checks import check_positive_float
-from keras_attn._checks import fail
 from keras_attn._checks import owner_name
+from keras_attn.layers._positions import PositionLayer
 from keras_attn.layers._positions import broadcast_over_inputs
-from keras_attn.layers._positions import check_positions
 from keras_attn.layers._sinusoids import sinusoid_angles
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class SinusoidalPositionEmbedding(keras.layers.Layer):
+class SinusoidalPositionEmbedding(PositionLayer):
     """Fixed sinusoidal position encoding with interleaved sine and cosine.
 
     `PE(pos, 2i) = sin(pos * w_i)` and `PE(pos, 2i + 1) = cos(pos * w_i)` with
@@ -65,44 +64,22 @@ class SinusoidalPositionEmbedding(keras.layers.Layer):
         self.max_wavelength = check_positive_float(
             owner_name(self), "max_wavelength", max_wavelength
         )
-        self.supports_masking = True
         self.built = True  # stateless
 
     def _check_shape(self, shape):
-        if len(shape) < 2:
-            expected = "`(..., length, dim)`, rank 2 or more"
-            fail(owner_name(self), "inputs.shape", tuple(shape), expected)
+        super()._check_shape(shape)
         check_divisible(owner_name(self), "inputs.shape[-1]", shape[-1], 2, "two")
 
     def call(self, inputs, start_index=0, positions=None):
         self._check_shape(inputs.shape)
-        shape = ops.shape(inputs)
-        length, dim = shape[-2], shape[-1]
-        if positions is None:
-            positions = ops.arange(length, dtype="float32") + ops.cast(
-                start_index, "float32"
-            )  # (T,)
-        else:
-            positions = ops.convert_to_tensor(positions)
-            check_positions(
-                owner_name(self),
-                positions.shape,
-                inputs.shape[-2],
-                allow_batch=len(inputs.shape) >= 3,
-            )
+        dim = ops.shape(inputs)[-1]
+        positions = self._step_positions(inputs, start_index, positions)  # ([B,] T)
         angles = sinusoid_angles(positions, dim, self.max_wavelength)  # ([B,] T, D/2)
         # Interleave: (..., D/2, 2) -> (..., D) puts sin at 2i and cos at 2i + 1.
         encoding = ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1)
         encoding = ops.reshape(encoding, (*ops.shape(angles)[:-1], dim))  # ([B,] T, D)
         encoding = ops.cast(encoding, self.compute_dtype)
         return broadcast_over_inputs(encoding, inputs)  # (..., T, D)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        self._check_shape(input_shape)
-        return tuple(input_shape)
 
     def get_config(self):
         config = super().get_config()
