@@ -105,6 +105,19 @@ def check_divisible(owner, argument, value, divisor, divisor_description):
         )
 
 
+def check_heads(owner, num_heads, num_key_value_heads):
+    """`(num_heads, num_key_value_heads)` of grouped-query attention: positive
+    integers, the second (None: one per query head) dividing the first."""
+    num_heads = check_positive_int(owner, "num_heads", num_heads)
+    num_key_value_heads = check_positive_int(
+        owner, "num_key_value_heads", num_key_value_heads, allow_none=True
+    )
+    check_divisible(
+        owner, "num_heads", num_heads, num_key_value_heads, "num_key_value_heads"
+    )
+    return num_heads, num_key_value_heads
+
+
 def check_image_size(owner, image_size, patch_size, allow_pair=True):
     """`(height, width)` of the argument `image_size`: a positive integer, or a
     pair of them if `allow_pair`, each a multiple of `patch_size`."""

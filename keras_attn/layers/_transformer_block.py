@@ -42,16 +42,8 @@ class TransformerBlock(keras.layers.Layer):
         self.intermediate_dim = _checks.check_positive_int(
             owner, "intermediate_dim", intermediate_dim
         )
-        self.num_heads = _checks.check_positive_int(owner, "num_heads", num_heads)
-        self.num_key_value_heads = _checks.check_positive_int(
-            owner, "num_key_value_heads", num_key_value_heads, allow_none=True
-        )
-        _checks.check_divisible(
-            owner,
-            "num_heads",
-            num_heads,
-            self.num_key_value_heads,
-            "num_key_value_heads",
+        self.num_heads, self.num_key_value_heads = _checks.check_heads(
+            owner, num_heads, num_key_value_heads
         )
         self.dropout = _checks.check_rate(owner, "dropout", dropout)
         self.attention_dropout = (

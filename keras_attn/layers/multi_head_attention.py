@@ -128,20 +128,12 @@ class MultiHeadAttention(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         owner = _checks.owner_name(self)
-        self.num_heads = _checks.check_positive_int(owner, "num_heads", num_heads)
+        self.num_heads, self.num_key_value_heads = _checks.check_heads(
+            owner, num_heads, num_key_value_heads
+        )
         self.key_dim = _checks.check_positive_int(owner, "key_dim", key_dim)
         self.value_dim = _checks.check_positive_int(
             owner, "value_dim", value_dim, allow_none=True
-        )
-        self.num_key_value_heads = _checks.check_positive_int(
-            owner, "num_key_value_heads", num_key_value_heads, allow_none=True
-        )
-        _checks.check_divisible(
-            owner,
-            "num_heads",
-            num_heads,
-            self.num_key_value_heads,
-            "num_key_value_heads",
         )
         self.dropout = _checks.check_rate(owner, "dropout", dropout)
         self.use_bias = bool(use_bias)
