@@ -15,6 +15,8 @@ import math
 import keras
 from keras import ops
 
+from keras_attn._checks import check_choice
+from keras_attn._checks import check_rate
 from keras_attn.ops import _chunked
 from keras_attn.ops._grouped import NEG
 from keras_attn.ops._grouped import group_mask_heads
@@ -90,25 +92,13 @@ def dot_product_attention(
     out.shape  # (2, 5, 4, 8)
     ```
     """
-    query, key, value = (
-        ops.convert_to_tensor(query),
-        ops.convert_to_tensor(key),
-        (ops.convert_to_tensor(value)),
-    )
+    query, key, value = map(ops.convert_to_tensor, (query, key, value))
     _check_shapes(query, key, value)
     if mask is not None:
         mask = as_attention_mask(mask, _OWNER, "mask")
         check_attention_mask(mask, _score_shape(query, key), _OWNER, "mask")
-    if implementation is not None and implementation not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"{_OWNER}: argument `implementation` must be None or one of "
-            f"{IMPLEMENTATIONS}; received {implementation!r}."
-        )
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(
-            f"{_OWNER}: argument `dropout_rate` must be in [0, 1); received "
-            f"{dropout_rate!r}."
-        )
+    check_choice(_OWNER, "implementation", implementation, (None, *IMPLEMENTATIONS))
+    dropout_rate = check_rate(_OWNER, "dropout_rate", dropout_rate)
     head_dim = query.shape[-1]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
     apply_dropout = bool(training) and dropout_rate > 0.0
@@ -127,24 +117,13 @@ def dot_product_attention(
         _check_fused_supports(query, value)
         return _fused_attention(query, key, value, mask, is_causal, scale)
     if implementation == "chunked":
+        chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
         return _chunked.chunked_attention(
-            query,
-            key,
-            value,
-            mask,
-            is_causal,
-            scale,
-            chunk_size or DEFAULT_CHUNK_SIZE,
+            query, key, value, mask, is_causal, scale, chunk_size
         )
+    dropout_rate = dropout_rate if apply_dropout else 0.0
     output, scores = _math_attention(
-        query,
-        key,
-        value,
-        mask,
-        is_causal,
-        scale,
-        dropout_rate if apply_dropout else 0.0,
-        seed,
+        query, key, value, mask, is_causal, scale, dropout_rate, seed
     )
     if return_attention_scores:
         return output, scores
