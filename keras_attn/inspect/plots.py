@@ -53,16 +53,10 @@ def plot_attention_on_images(
             f"{owner}: argument `heatmaps` must have one map per image "
             f"({len(images)}); received {len(heatmaps)}."
         )
-    count = len(images)
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    figure, axes = _subplots(rows, columns, (1.6 * columns, 1.75 * rows))
+    figure, axes = _thumbnails(len(images), columns, (1.6, 1.75))
     height, width = images.shape[1:3]
     extent = (-0.5, width - 0.5, height - 0.5, -0.5)
     for index, axis in enumerate(axes):
-        axis.set_axis_off()
-        if index >= count:
-            continue
         axis.imshow(images[index], cmap="gray" if images.ndim == 3 else None)
         heat = heatmaps[index] / max(float(heatmaps[index].max()), 1e-12)
         axis.imshow(
@@ -105,13 +99,8 @@ def plot_token_attention(
     plot_token_attention(cross, "cross.png", target_words, source_words)
     ```
     """
-    scores = np.asarray(scores)
     owner = "plot_token_attention"
-    if scores.ndim != 2:
-        raise ValueError(
-            f"{owner}: argument `scores` must have shape (T, S); received shape "
-            f"{scores.shape}."
-        )
+    scores = _array(owner, "scores", scores, "(T, S)")
     for argument, labels, size in (
         ("query_tokens", query_tokens, scores.shape[0]),
         ("key_tokens", key_tokens, scores.shape[1]),
@@ -196,12 +185,8 @@ def plot_position_similarity(similarity, path, title="Position embedding similar
     plot_position_similarity(position_embedding_similarity(vit), "pos.png")
     ```
     """
-    similarity = np.asarray(similarity)
-    if similarity.ndim != 4:
-        raise ValueError(
-            "plot_position_similarity: argument `similarity` must have shape "
-            f"(gh, gw, gh, gw); received shape {similarity.shape}."
-        )
+    owner = "plot_position_similarity"
+    similarity = _array(owner, "similarity", similarity, "(gh, gw, gh, gw)")
     grid_h, grid_w = similarity.shape[:2]
     figure, axes = _subplots(grid_h, grid_w, (0.8 * grid_w + 1.2, 0.8 * grid_h + 0.4))
     for index, axis in enumerate(axes):
@@ -245,20 +230,10 @@ def plot_patch_components(
     plot_patch_components(components, "filters.png", ratios)
     ```
     """
-    components = np.asarray(components)
-    if components.ndim != 4:
-        raise ValueError(
-            "plot_patch_components: argument `components` must have shape "
-            f"(k, ph, pw, channels); received shape {components.shape}."
-        )
-    count = len(components)
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    figure, axes = _subplots(rows, columns, (1.3 * columns, 1.45 * rows + 0.4))
+    owner = "plot_patch_components"
+    components = _array(owner, "components", components, "(k, ph, pw, channels)")
+    figure, axes = _thumbnails(len(components), columns, (1.3, 1.45), title=0.4)
     for index, axis in enumerate(axes):
-        axis.set_axis_off()
-        if index >= count:
-            continue
         component = components[index]
         if component.shape[-1] == 3:  # RGB: stretch to [0, 1] for display
             low, high = component.min(), component.max()
@@ -270,6 +245,33 @@ def plot_patch_components(
             axis.set_title(f"{100 * ratios[index]:.0f}%", fontsize=8)
     figure.suptitle(title, fontsize=9)
     return _save(figure, path)
+
+
+def _array(owner, argument, value, layout):
+    """`value` as a NumPy array of the rank of `layout`, e.g. `"(T, S)"`."""
+    array = np.asarray(value)
+    if array.ndim != len(layout.split(",")):
+        raise ValueError(
+            f"{owner}: argument `{argument}` must have shape {layout}; received "
+            f"shape {array.shape}."
+        )
+    return array
+
+
+def _thumbnails(count, columns, cell_size, title=0.0):
+    """A figure of `count` small pictures, `columns` a row, each `cell_size`
+    (width, height) inches, with `title` inches more for a title.
+
+    Returns the figure and the `count` axes, in reading order; every cell of
+    the grid, the empty ones too, is drawn without ticks or frame.
+    """
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    width, height = cell_size
+    figure, axes = _subplots(rows, columns, (width * columns, height * rows + title))
+    for axis in axes:
+        axis.set_axis_off()
+    return figure, axes[:count]
 
 
 def _subplots(rows, columns, size):
