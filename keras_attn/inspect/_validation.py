@@ -1,7 +1,5 @@
 """Checks shared by the functions that read attention maps."""
 
-import numbers
-
 import numpy as np
 
 
@@ -42,24 +40,6 @@ def check_self_attention(owner, name, scores):
         )
 
 
-def pair(owner, argument, value):
-    """A positive int or a pair of them, as a pair."""
-    values = (value, value) if isinstance(value, numbers.Integral) else value
-    if (
-        not isinstance(values, (tuple, list))
-        or len(values) != 2
-        or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
-            for v in values
-        )
-    ):
-        raise ValueError(
-            f"{owner}: argument `{argument}` must be a positive integer or a pair "
-            f"of positive integers; received {value!r}."
-        )
-    return int(values[0]), int(values[1])
-
-
 def check_grid(owner, name, tokens, grid_shape, num_prefix_tokens):
     """`tokens` must be `num_prefix_tokens + grid_height * grid_width`."""
     expected = num_prefix_tokens + grid_shape[0] * grid_shape[1]
@@ -69,16 +49,3 @@ def check_grid(owner, name, tokens, grid_shape, num_prefix_tokens):
             f"num_prefix_tokens={num_prefix_tokens} needs {expected} tokens; "
             f"{name} has {tokens}."
         )
-
-
-def check_prefix(owner, num_prefix_tokens):
-    if (
-        isinstance(num_prefix_tokens, bool)
-        or not isinstance(num_prefix_tokens, numbers.Integral)
-        or num_prefix_tokens < 0
-    ):
-        raise ValueError(
-            f"{owner}: argument `num_prefix_tokens` must be a non-negative integer; "
-            f"received {num_prefix_tokens!r}."
-        )
-    return int(num_prefix_tokens)

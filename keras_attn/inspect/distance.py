@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_attn import _checks
 from keras_attn.inspect import _validation
 
 
@@ -42,9 +43,13 @@ def mean_attention_distance(maps, grid_shape, patch_size, num_prefix_tokens=1):
         - Dosovitskiy et al., "An Image is Worth 16x16 Words", 2021, Fig. 7.
     """
     owner = "mean_attention_distance"
-    grid_shape = _validation.pair(owner, "grid_shape", grid_shape)
-    patch_size = _validation.pair(owner, "patch_size", patch_size)
-    num_prefix_tokens = _validation.check_prefix(owner, num_prefix_tokens)
+    grid_shape = _checks.check_int_or_pair(
+        owner, "grid_shape", grid_shape, ("rows", "columns")
+    )
+    patch_size = _checks.check_int_or_pair(owner, "patch_size", patch_size)
+    num_prefix_tokens = _checks.check_int_at_least(
+        owner, "num_prefix_tokens", num_prefix_tokens, 0
+    )
     distances = _pixel_distances(grid_shape, patch_size)  # (N, N)
     result = {}
     for name, scores in _validation.layer_maps(owner, maps):

@@ -1,10 +1,9 @@
 """What a ViT's embeddings learned: the ViT paper's Figure 7 (left and centre)."""
 
-import numbers
-
 import keras
 import numpy as np
 
+from keras_attn._checks import check_positive_int
 from keras_attn.inspect._walk import find_layer
 from keras_attn.layers.patch_embedding import DIAGONAL_SHIFTS
 from keras_attn.layers.patch_embedding import PatchEmbedding
@@ -86,10 +85,7 @@ def patch_embedding_components(model, n=28):
         - Dosovitskiy et al., "An Image is Worth 16x16 Words", 2021, Fig. 7.
     """
     owner = "patch_embedding_components"
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
-        raise ValueError(
-            f"{owner}: argument `n` must be a positive integer; received {n!r}."
-        )
+    n = check_positive_int(owner, "n", n)
     layer = find_layer(model, PatchEmbedding, owner)
     kernel = _numpy(layer.projection.kernel).astype("float64")
     if layer.shifted_patches:

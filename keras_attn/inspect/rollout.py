@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_attn import _checks
 from keras_attn.inspect import _validation
 
 _FUSIONS = {"mean": np.mean, "max": np.max, "min": np.min}
@@ -110,8 +111,12 @@ def class_token_map(matrix, grid_shape, num_prefix_tokens=1, token_index=0):
     ```
     """
     owner = "class_token_map"
-    grid_shape = _validation.pair(owner, "grid_shape", grid_shape)
-    num_prefix_tokens = _validation.check_prefix(owner, num_prefix_tokens)
+    grid_shape = _checks.check_int_or_pair(
+        owner, "grid_shape", grid_shape, ("rows", "columns")
+    )
+    num_prefix_tokens = _checks.check_int_at_least(
+        owner, "num_prefix_tokens", num_prefix_tokens, 0
+    )
     matrix = np.asarray(matrix)
     if matrix.ndim < 2:
         raise ValueError(

@@ -12,6 +12,7 @@ import numbers
 import keras
 from keras import ops
 
+from keras_attn._checks import check_int_at_least
 from keras_attn._checks import check_rank
 from keras_attn._checks import fail
 
@@ -200,8 +201,9 @@ def resample_position_grid(table, old_grid, new_grid, num_prefix_tokens=1):
     owner = "resample_position_grid"
     old_grid = _grid_pair(owner, "old_grid", old_grid)
     new_grid = _grid_pair(owner, "new_grid", new_grid)
-    if not _is_static_int(num_prefix_tokens) or num_prefix_tokens < 0:
-        fail(owner, "num_prefix_tokens", num_prefix_tokens, "a non-negative integer")
+    num_prefix_tokens = check_int_at_least(
+        owner, "num_prefix_tokens", num_prefix_tokens, 0
+    )
     table = ops.convert_to_tensor(table)
     _check_table(owner, table, old_grid, num_prefix_tokens)
     if all(_is_static_int(g) for g in (*old_grid, *new_grid)) and old_grid == new_grid:
