@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.export.conftest import random_images
+from tests._tiny_models import random_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -146,10 +146,10 @@ def test_a_saved_model_without_tensorflow_prints_the_install_line(tmp_path):
 
 
 def test_a_failure_during_the_export_prints_one_line_and_leaves_nothing(
-    translator, tmp_path
+    transformer, tmp_path
 ):
     model_path = str(tmp_path / "translator.keras")
-    translator.save(model_path)
+    transformer.save(model_path)
     out = tmp_path / "exports" / "translator" / "1"
     # The padding id is no start token: the export fails while tracing `generate`.
     result = _run(model_path, str(out), "--start-token-id", "0", "--max-length", "4")

@@ -10,7 +10,7 @@ import pytest
 from keras_attn.export import _staging
 from keras_attn.export import export_onnx
 from keras_attn.export import export_saved_model
-from tests.export.conftest import PADDING_ID
+from tests._tiny_models import PADDING_ID
 
 EXPORTS = {"saved_model": export_saved_model, "onnx": export_onnx}
 

@@ -5,21 +5,11 @@ import numpy as np
 import pytest
 
 from keras_attn.export import export_onnx
-from tests.export.conftest import random_images
-from tests.export.conftest import random_tokens
+from tests.export.conftest import serving_inputs
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the `onnx` extra")
 
 BATCH_SIZES = (1, 7)
-
-
-def _inputs(name, batch):
-    if name == "vit":
-        return {"images": random_images(batch, seed=batch)}
-    return {
-        "encoder_token_ids": random_tokens(batch, 6, seed=batch),
-        "decoder_token_ids": random_tokens(batch, 4, seed=batch + 1),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +29,7 @@ def sessions(vit, transformer, tmp_path_factory):
 def test_inputs_are_named_and_the_batch_is_dynamic(sessions, name):
     _, sessions = sessions
     inputs = {i.name: i.shape for i in sessions[name].get_inputs()}
-    assert sorted(inputs) == sorted(_inputs(name, 1))
+    assert sorted(inputs) == sorted(serving_inputs(name, 1))
     for shape in inputs.values():
         assert isinstance(shape[0], str)  # a symbolic size
     assert [o.name for o in sessions[name].get_outputs()] == ["outputs"]
@@ -49,7 +39,7 @@ def test_inputs_are_named_and_the_batch_is_dynamic(sessions, name):
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_onnxruntime_returns_the_keras_outputs(sessions, name, batch):
     models, sessions = sessions
-    inputs = _inputs(name, batch)
+    inputs = serving_inputs(name, batch)
     (got,) = sessions[name].run(None, inputs)
     model_inputs = inputs if len(inputs) > 1 else inputs["images"]
     expected = keras.ops.convert_to_numpy(models[name].predict_on_batch(model_inputs))
