@@ -12,31 +12,21 @@ os.environ["KERAS_BACKEND"] = "jax"
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 
 import json  # noqa: E402
-import sys  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _scenarios  # noqa: E402
-
 import keras_attn  # noqa: E402
 from keras_attn.generation import generate  # noqa: E402
+from tests.distribution import _scenarios  # noqa: E402
 
 
-def fit_losses(build, data, distribution, initial_weights):
+def distributed_fit(build, data, distribution, initial_weights):
+    """The losses and the model of `build` trained from `initial_weights`."""
     with distribution.scope():
         model = build()
         model.set_weights(initial_weights)
-        _scenarios.compile_model(model)
-        history = model.fit(
-            *data,
-            batch_size=_scenarios.BATCH,
-            epochs=_scenarios.STEPS,
-            shuffle=False,
-            verbose=0,
-        )
-    return history.history["loss"], model
+        return _scenarios.fit_losses(model, data), model
 
 
 def sharding_mismatches(model, layouts):
@@ -92,17 +82,9 @@ def main():
         keras.utils.set_random_seed(0)
         reference = build()
         initial = reference.get_weights()
-        _scenarios.compile_model(reference)
-        history = reference.fit(
-            *data,
-            batch_size=_scenarios.BATCH,
-            epochs=_scenarios.STEPS,
-            shuffle=False,
-            verbose=0,
-        )
-        losses = {"single": history.history["loss"]}
+        losses = {"single": _scenarios.fit_losses(reference, data)}
         for kind, distribution in distributions.items():
-            losses[kind], model = fit_losses(build, data, distribution, initial)
+            losses[kind], model = distributed_fit(build, data, distribution, initial)
             if kind == "model_parallel":
                 mismatches, sharded = sharding_mismatches(model, layouts)
                 losses["sharding_mismatches"] = mismatches
@@ -130,21 +112,9 @@ def main():
     )
 
     # A layout that does not divide: 3 heads on a model axis of 4 devices.
-    def three_heads():
-        return keras_attn.models.VisionTransformer(
-            image_size=8,
-            patch_size=2,
-            num_layers=1,
-            num_heads=3,
-            hidden_dim=12,
-            mlp_dim=24,
-            num_classes=10,
-            channels=1,
-        )
-
     try:
         with keras_attn.distribution.model_parallel(mesh).scope():
-            three_heads()
+            _scenarios.three_heads_vision_transformer()
         result["checked_error"] = None
     except ValueError as error:
         result["checked_error"] = str(error)

@@ -9,25 +9,11 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
-import sys  # noqa: E402
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _scenarios  # noqa: E402
-
-
-def fit_losses(model, data):
-    _scenarios.compile_model(model)
-    history = model.fit(
-        *data,
-        batch_size=_scenarios.BATCH,
-        epochs=_scenarios.STEPS,
-        shuffle=False,
-        verbose=0,
-    )
-    return history.history["loss"]
+from tests.distribution import _scenarios  # noqa: E402
 
 
 def main():
@@ -41,13 +27,13 @@ def main():
     keras.utils.set_random_seed(0)
     reference = _scenarios.vision_transformer()
     initial = reference.get_weights()
-    single = fit_losses(reference, data)
+    single = _scenarios.fit_losses(reference, data)
 
     strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
         model = _scenarios.vision_transformer()
         model.set_weights(initial)
-        mirrored = fit_losses(model, data)
+        mirrored = _scenarios.fit_losses(model, data)
     result = {
         "replicas": strategy.num_replicas_in_sync,
         "single": single,

@@ -14,7 +14,6 @@ os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
 os.environ.setdefault("MASTER_PORT", "29512")
 
 import json  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import keras  # noqa: E402
@@ -22,8 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _scenarios  # noqa: E402
+from tests.distribution import _scenarios  # noqa: E402
 
 WORLD_SIZE = 2
 

@@ -13,9 +13,9 @@ import pytest
 from keras_attn.distribution import check_layout
 from keras_attn.distribution import layout_map
 from keras_attn.layers import MultiHeadAttention
-from keras_attn.models import ImageCaptioner
-from keras_attn.models import Transformer
-from keras_attn.models import VisionTransformer
+from tests._tiny_models import tiny_image_captioner
+from tests.distribution import _scenarios
+from tests.distribution._scenarios import HEADS
 
 
 def mesh(shape=(2, 4), axis_names=("batch", "model")):
@@ -23,52 +23,21 @@ def mesh(shape=(2, 4), axis_names=("batch", "model")):
     return keras.distribution.DeviceMesh(shape, axis_names, devices)
 
 
-def vision_transformer(num_heads=4, hidden_dim=16):
-    return VisionTransformer(
-        image_size=8,
-        patch_size=2,
-        num_layers=1,
-        num_heads=num_heads,
-        hidden_dim=hidden_dim,
-        mlp_dim=32,
-        num_classes=10,
-        channels=1,
-    )
-
-
-def transformer():
-    return Transformer(
-        vocabulary_size=24,
-        num_layers=1,
-        hidden_dim=16,
-        intermediate_dim=32,
-        num_heads=4,
-        share_embeddings=False,
-        tie_output_embeddings=False,
-    )
-
-
-def image_captioner(encoder):
-    return ImageCaptioner(
-        vocabulary_size=24,
-        image_size=8,
-        channels=1,
-        encoder=encoder,
-        patch_size=4,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-        hidden_dim=16,
-        intermediate_dim=32,
-        num_heads=4,
-    )
-
-
 MODELS = {
-    "vision_transformer": vision_transformer,
-    "transformer": transformer,
-    "captioner_cnn": lambda: image_captioner("cnn"),
-    "captioner_vit": lambda: image_captioner("vit"),
+    "vision_transformer": _scenarios.vision_transformer,
+    # Separate input and output embeddings: every embedding variable is present.
+    "transformer": lambda: _scenarios.transformer(
+        share_embeddings=False, tie_output_embeddings=False
+    ),
+    "captioner_cnn": lambda: tiny_image_captioner(encoder="cnn", num_heads=HEADS),
+    "captioner_vit": lambda: tiny_image_captioner(encoder="vit", num_heads=HEADS),
 }
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def model(request):
+    """Each model once per module: the tests only read its variables."""
+    return MODELS[request.param]()
 
 
 def axes(layouts, path):
@@ -104,10 +73,9 @@ def test_sharded_variables(path, expected):
     assert axes(layout_map(mesh()), path) == expected
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
 def test_biases_norms_and_heads_are_replicated(model):
     layouts = layout_map(mesh())
-    for variable in MODELS[model]().weights:
+    for variable in model.weights:
         path = variable.path
         if path.endswith(("/bias", "/gamma", "/beta")) or path.startswith(
             ("head/", "image_conv", "image_projection")
@@ -115,10 +83,8 @@ def test_biases_norms_and_heads_are_replicated(model):
             assert axes(layouts, path) is None, path
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_variable_has_one_layout_that_divides(model):
     # A LayoutMap raises when a path matches two keys; check_layout looks up all.
-    model = MODELS[model]()
     layouts = layout_map(mesh())
     check_layout(model, layouts)
     sharded = [v.path for v in model.weights if layouts[v.path] is not None]
@@ -150,7 +116,7 @@ def test_a_mesh_without_batch_axis():
 
 
 def test_heads_not_divisible_by_the_model_axis_name_variable_and_axis():
-    model = vision_transformer(num_heads=3, hidden_dim=12)
+    model = _scenarios.three_heads_vision_transformer()
     with pytest.raises(ValueError) as error:
         check_layout(model, layout_map(mesh()))
     message = str(error.value)
@@ -176,7 +142,7 @@ def test_kv_cache_is_sharded_whatever_the_layer_is_named(name):
 
 
 def test_a_model_axis_that_divides_the_heads_passes():
-    model = vision_transformer(num_heads=3, hidden_dim=12)
+    model = _scenarios.three_heads_vision_transformer()
     layouts = layout_map(mesh((8, 1)))
     check_layout(model, layouts)  # raises on (2, 4), see above
     # It passes with the heads still sharded, over a model axis of size 1.
@@ -185,7 +151,7 @@ def test_a_model_axis_that_divides_the_heads_passes():
 
 
 def test_check_layout_accepts_a_list_of_variables():
-    model = vision_transformer(num_heads=3, hidden_dim=12)
+    model = _scenarios.three_heads_vision_transformer()
     # The variables are checked as they are in a model: the same error.
     with pytest.raises(ValueError, match=r"'encoder_layer_0/self_attention/query"):
         check_layout(model.weights, layout_map(mesh()))

@@ -13,8 +13,11 @@ from keras_attn.models import ImageCaptioner
 from keras_attn.models import Transformer
 from keras_attn.models import VisionTransformer
 from keras_attn.ops import attention as attention_ops
+from tests._tiny_models import TRANSFORMER
+from tests._tiny_models import shared
 
-HIDDEN, HEADS = 8, 2
+HIDDEN = 8
+HEADS = TRANSFORMER["num_heads"]  # of every tiny model, and of the layers built here
 IMAGES = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
 SOURCE = np.array([[5, 3, 4, 2, 0], [1, 2, 3, 0, 0]], "int32")  # 0 = padding
 TARGET = np.array([[1, 3, 4, 0], [1, 2, 6, 7]], "int32")
@@ -29,41 +32,15 @@ def numpy(x):
 
 
 def vit():
-    return VisionTransformer(
-        image_size=8,
-        patch_size=2,
-        num_layers=2,
-        num_heads=HEADS,
-        hidden_dim=HIDDEN,
-        mlp_dim=16,
-        num_classes=3,
-        channels=1,
-    )
+    return shared(VisionTransformer, num_layers=2)
 
 
 def transformer():
-    return Transformer(
-        vocabulary_size=11,
-        num_layers=1,
-        hidden_dim=HIDDEN,
-        intermediate_dim=16,
-        num_heads=HEADS,
-    )
+    return shared(Transformer, num_layers=1)
 
 
 def captioner():
-    return ImageCaptioner(
-        vocabulary_size=11,
-        image_size=8,
-        channels=1,
-        encoder="vit",
-        patch_size=2,
-        num_encoder_layers=1,
-        num_decoder_layers=1,
-        hidden_dim=HIDDEN,
-        intermediate_dim=16,
-        num_heads=HEADS,
-    )
+    return shared(ImageCaptioner, channels=1, encoder="vit")
 
 
 def test_maps_equal_the_scores_the_layers_return():
@@ -133,6 +110,7 @@ def test_transformer_maps_include_masked_cross_attention():
 
 
 def test_image_captioner_maps_attend_from_words_to_patches():
+    # 8x8 images in 2x2 patches: 16 image tokens.
     inputs = {"images": IMAGES, "decoder_token_ids": TARGET}
 
     maps = inspect.attention_maps(captioner(), inputs)
