@@ -33,7 +33,7 @@ KINDS = (
 
 
 def make_inputs(kind):
-    """Deterministic inputs of each kind; padded token rows end in zeros (padding id)."""
+    """Deterministic inputs of each kind; padded token rows end in the padding id 0."""
     rng = np.random.default_rng(7)
     tokens = rng.integers(1, 20, size=(2, 6)).astype("int32")
     tokens[0, 4:] = 0

@@ -1,4 +1,4 @@
-"""`.keras` files saved by earlier versions load with the outputs those versions computed.
+"""`.keras` files saved by earlier versions load with the outputs they computed then.
 
 `fixtures/VERSION/` holds, per model kind and per backend, a small model saved by that
 version (`make_fixtures.py`) with its inputs and outputs. Every fixture loads on every
