@@ -41,6 +41,27 @@ def keras_twin(query, value, key=None, **kwargs):
     return ours, theirs
 
 
+def assert_same_outputs(test, ours, theirs, *args, rows=None, **kwargs):
+    """Ours and the Keras layer give the same outputs and scores for one call."""
+    ours_out, ours_scores = ours(*args, return_attention_scores=True, **kwargs)
+    out, scores = theirs(*args, return_attention_scores=True, **kwargs)
+    ours_out, ours_scores = as_numpy(ours_out), as_numpy(ours_scores)
+    out, scores = as_numpy(out), as_numpy(scores)
+    if rows is not None:  # (batch, query) pairs to compare
+        ours_out, out = ours_out[rows], out[rows]
+        ours_scores = ours_scores.transpose(0, 2, 1, 3)[rows]
+        scores = scores.transpose(0, 2, 1, 3)[rows]
+    test.assertAllClose(ours_out, out, rtol=1e-5, atol=1e-5)
+    test.assertAllClose(ours_scores, scores, rtol=1e-5, atol=1e-5)
+
+
+def grouped_cross_attention():
+    """A grouped-query layer (4 query heads, 2 key/value heads), a target sequence
+    and an encoded sequence to attend to."""
+    layer = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=2)
+    return layer, random_sequences(2, 5, 8), random_sequences(2, 3, 6, seed=1)
+
+
 def reference_layer(layer, query, value, mask=None, is_causal=False):
     """NumPy forward pass of a built (biased) layer: projections and attention."""
     wq, bq, wk, bk, wv, bv, wo, bo = layer.get_weights()
@@ -51,48 +72,53 @@ def reference_layer(layer, query, value, mask=None, is_causal=False):
     return np.einsum("btnh,nhd->btd", attended, wo) + bo, scores
 
 
+# Grouped-query cross-attention in which every size differs from every other.
+GROUPED_CROSS_ATTENTION = {
+    "num_heads": 4,
+    "key_dim": 3,
+    "value_dim": 5,
+    "num_key_value_heads": 2,
+    "output_shape": 7,
+}
+
+
 class LayerContractTest(TestCase):
     """Keras' own layer harness: serialization, symbolic/eager calls, dtypes."""
 
-    def test_self_attention_layer_contract(self):
+    @parameterized.named_parameters(
+        {
+            "testcase_name": "self_attention",
+            "init_kwargs": {"num_heads": 2, "key_dim": 4},
+            "input_shape": {"query_shape": (2, 5, 8), "value_shape": (2, 5, 8)},
+            "expected_output_shape": (2, 5, 8),
+            "expected_num_trainable_weights": 8,
+        },
+        {
+            "testcase_name": "grouped_cross_attention_without_bias",
+            "init_kwargs": {
+                **GROUPED_CROSS_ATTENTION,
+                "use_bias": False,
+                "dropout": 0.1,
+            },
+            "input_shape": {
+                "query_shape": (2, 5, 8),
+                "value_shape": (2, 3, 6),
+                "key_shape": (2, 3, 4),
+            },
+            "expected_output_shape": (2, 5, 7),
+            "expected_num_trainable_weights": 4,
+        },
+    )
+    def test_layer_contract(self, **arguments):
         self.run_layer_test(
             MultiHeadAttention,
-            init_kwargs={"num_heads": 2, "key_dim": 4},
-            input_shape={"query_shape": (2, 5, 8), "value_shape": (2, 5, 8)},
-            expected_output_shape=(2, 5, 8),
-            expected_num_trainable_weights=8,
             expected_num_non_trainable_weights=0,
             expected_num_seed_generators=1,
             expected_num_losses=0,
             supports_masking=True,
             # Keras' training check calls the layer with one positional input.
             run_training_check=False,
-        )
-
-    def test_cross_attention_layer_contract(self):
-        self.run_layer_test(
-            MultiHeadAttention,
-            init_kwargs={
-                "num_heads": 4,
-                "key_dim": 3,
-                "value_dim": 5,
-                "num_key_value_heads": 2,
-                "output_shape": 7,
-                "use_bias": False,
-                "dropout": 0.1,
-            },
-            input_shape={
-                "query_shape": (2, 5, 8),
-                "value_shape": (2, 3, 6),
-                "key_shape": (2, 3, 4),
-            },
-            expected_output_shape=(2, 5, 7),
-            expected_num_trainable_weights=4,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=1,
-            expected_num_losses=0,
-            supports_masking=True,
-            run_training_check=False,
+            **arguments,
         )
 
     def test_trains_in_a_compiled_model(self):
@@ -139,18 +165,6 @@ class ProjectionTest(TestCase):
 class KerasMultiHeadAttentionParityTest(TestCase):
     """Same outputs as `keras.layers.MultiHeadAttention` with the same weights."""
 
-    def assert_same_outputs(self, ours, theirs, *args, rows=None, **kwargs):
-        ours_out, ours_scores = ours(*args, return_attention_scores=True, **kwargs)
-        out, scores = theirs(*args, return_attention_scores=True, **kwargs)
-        ours_out, ours_scores = as_numpy(ours_out), as_numpy(ours_scores)
-        out, scores = as_numpy(out), as_numpy(scores)
-        if rows is not None:  # (batch, query) pairs to compare
-            ours_out, out = ours_out[rows], out[rows]
-            ours_scores = ours_scores.transpose(0, 2, 1, 3)[rows]
-            scores = scores.transpose(0, 2, 1, 3)[rows]
-        self.assertAllClose(ours_out, out, rtol=1e-5, atol=1e-5)
-        self.assertAllClose(ours_scores, scores, rtol=1e-5, atol=1e-5)
-
     def test_weights_have_keras_names_shapes_and_order(self):
         query, value = random_sequences(2, 5, 8), random_sequences(2, 3, 6)
         ours, theirs = keras_twin(query, value, num_heads=2, key_dim=4)
@@ -166,54 +180,55 @@ class KerasMultiHeadAttentionParityTest(TestCase):
     def test_self_attention(self):
         x = random_sequences(2, 5, 8)
         ours, theirs = keras_twin(x, x, num_heads=2, key_dim=4)
-        self.assert_same_outputs(ours, theirs, x, x)
+        assert_same_outputs(self, ours, theirs, x, x)
 
     def test_cross_attention_with_separate_key(self):
         query = random_sequences(2, 5, 8)
         value = random_sequences(2, 3, 6, seed=1)
         key = random_sequences(2, 3, 4, seed=2)
         ours, theirs = keras_twin(query, value, key, num_heads=2, key_dim=4)
-        self.assert_same_outputs(ours, theirs, query, value, key)
+        assert_same_outputs(self, ours, theirs, query, value, key)
 
     def test_causal_mask(self):
         x = random_sequences(2, 5, 8)
         ours, theirs = keras_twin(x, x, num_heads=2, key_dim=4)
-        self.assert_same_outputs(ours, theirs, x, x, use_causal_mask=True)
+        assert_same_outputs(self, ours, theirs, x, x, use_causal_mask=True)
 
     def test_explicit_attention_mask(self):
         query, value = random_sequences(2, 5, 8), random_sequences(2, 3, 6, seed=1)
         mask = np.random.default_rng(3).random((2, 5, 3)) > 0.4
         mask[:, :, 0] = True  # every query sees a key: Keras and we agree there
         ours, theirs = keras_twin(query, value, num_heads=2, key_dim=4)
-        self.assert_same_outputs(ours, theirs, query, value, attention_mask=mask)
+        assert_same_outputs(self, ours, theirs, query, value, attention_mask=mask)
 
     def test_attention_mask_and_causal_mask_together(self):
         x = random_sequences(2, 5, 8)
         mask = np.random.default_rng(3).random((2, 5, 5)) > 0.4
         mask[:, :, 0] = True
         ours, theirs = keras_twin(x, x, num_heads=2, key_dim=4)
-        self.assert_same_outputs(
-            ours, theirs, x, x, attention_mask=mask, use_causal_mask=True
+        assert_same_outputs(
+            self, ours, theirs, x, x, attention_mask=mask, use_causal_mask=True
         )
 
     def test_output_shape(self):
         query, value = random_sequences(2, 5, 8), random_sequences(2, 3, 6, seed=1)
         ours, theirs = keras_twin(query, value, num_heads=2, key_dim=4, output_shape=10)
         self.assertEqual(tuple(ours(query, value).shape), (2, 5, 10))
-        self.assert_same_outputs(ours, theirs, query, value)
+        assert_same_outputs(self, ours, theirs, query, value)
 
     def test_without_bias(self):
         x = random_sequences(2, 5, 8)
         ours, theirs = keras_twin(x, x, num_heads=2, key_dim=4, use_bias=False)
         self.assertLen(ours.weights, 4)
-        self.assert_same_outputs(ours, theirs, x, x)
+        assert_same_outputs(self, ours, theirs, x, x)
 
     def test_keras_masks_on_unpadded_queries(self):
         query, value = random_sequences(2, 5, 8), random_sequences(2, 3, 6, seed=1)
         query_mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)
         value_mask = np.array([[1, 1, 1], [1, 1, 0]], bool)
         ours, theirs = keras_twin(query, value, num_heads=2, key_dim=4)
-        self.assert_same_outputs(
+        assert_same_outputs(
+            self,
             ours,
             theirs,
             query,
@@ -298,28 +313,14 @@ class GroupQueryAttentionParityTest(TestCase):
     @parameterized.named_parameters(("grouped", 2), ("multi_query", 1))
     def test_causal_self_attention(self, num_key_value_heads):
         ours, theirs, query, _ = self.twins(num_key_value_heads)
-        ours_out, ours_scores = ours(
-            query, query, use_causal_mask=True, return_attention_scores=True
-        )
-        out, scores = theirs(
-            query, query, use_causal_mask=True, return_attention_scores=True
-        )
-        self.assertAllClose(ours_out, out, rtol=1e-5, atol=1e-5)
-        self.assertAllClose(ours_scores, scores, rtol=1e-5, atol=1e-5)
+        assert_same_outputs(self, ours, theirs, query, query, use_causal_mask=True)
 
     @parameterized.named_parameters(("grouped", 2), ("multi_query", 1))
     def test_cross_attention_with_attention_mask(self, num_key_value_heads):
         ours, theirs, query, value = self.twins(num_key_value_heads)
         mask = np.random.default_rng(3).random((2, 5, 3)) > 0.4
         mask[:, :, 0] = True
-        ours_out, ours_scores = ours(
-            query, value, attention_mask=mask, return_attention_scores=True
-        )
-        out, scores = theirs(
-            query, value, attention_mask=mask, return_attention_scores=True
-        )
-        self.assertAllClose(ours_out, out, rtol=1e-5, atol=1e-5)
-        self.assertAllClose(ours_scores, scores, rtol=1e-5, atol=1e-5)
+        assert_same_outputs(self, ours, theirs, query, value, attention_mask=mask)
 
 
 class KerasMaskTest(TestCase):
@@ -448,9 +449,7 @@ class KeyValueCacheTest(TestCase):
         self.assertAllClose(cached, full, rtol=1e-5, atol=1e-5)
 
     def test_precomputed_cache_equals_cross_attention(self):
-        target = random_sequences(2, 5, 8)
-        encoded = random_sequences(2, 3, 6, seed=1)
-        layer = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=2)
+        layer, target, encoded = grouped_cross_attention()
         expected = as_numpy(layer(target, encoded))
         cache = layer.precompute_cache(encoded)
         self.assertEqual(tuple(cache.shape), (2, 2, 3, 2, 4))
@@ -459,9 +458,7 @@ class KeyValueCacheTest(TestCase):
         self.assertAllClose(returned_cache, cache, rtol=0, atol=0)
 
     def test_precomputed_cache_needs_no_value(self):
-        target = random_sequences(2, 5, 8)
-        encoded = random_sequences(2, 3, 6, seed=1)
-        layer = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=2)
+        layer, target, encoded = grouped_cross_attention()
         expected, expected_scores = layer(target, encoded, return_attention_scores=True)
         cache = layer.precompute_cache(encoded)
         out, scores, _ = layer(target, cache=cache, return_attention_scores=True)
@@ -469,9 +466,7 @@ class KeyValueCacheTest(TestCase):
         self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-6)
 
     def test_precomputed_cache_reused_one_token_at_a_time(self):
-        target = random_sequences(2, 5, 8)
-        encoded = random_sequences(2, 3, 6, seed=1)
-        layer = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=2)
+        layer, target, encoded = grouped_cross_attention()
         expected = as_numpy(layer(target, encoded))
         cache = layer.precompute_cache(encoded)
         steps = [
@@ -685,12 +680,7 @@ class SavingTest(TestCase):
         query = keras.Input((5, 8))
         value = keras.Input((3, 6))
         output = MultiHeadAttention(
-            num_heads=4,
-            key_dim=3,
-            value_dim=5,
-            num_key_value_heads=2,
-            output_shape=7,
-            bias_initializer="random_normal",
+            **GROUPED_CROSS_ATTENTION, bias_initializer="random_normal"
         )(query, value)
         model = keras.Model([query, value], output)
         self.assert_round_trip(

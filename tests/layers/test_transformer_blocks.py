@@ -1,7 +1,8 @@
 """What `TransformerEncoder` and `TransformerDecoder` share, tested once for both.
 
-Their argument validation, their refusal of float masks, the absence of Keras'
-"destroy the mask" warnings with masked inputs, and, with `MultiHeadAttention`,
+Keras' layer harness on a block with self-attention only, their argument
+validation, their refusal of float masks, the absence of Keras' "destroy the mask"
+warnings with masked inputs, and, with `MultiHeadAttention`,
 that every symbolic call (`keras.Input`) returns the structure, shapes and dtypes
 that the eager call returns, with and without caches, scores and masks.
 """
@@ -31,6 +32,22 @@ PADDING = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)  # (B, T)
 
 def random_sequence(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+class BlockLayerContractTest(TestCase):
+    @parameterized.named_parameters(named_product(block=sorted(BLOCKS)))
+    def test_layer_behaviour_with_self_attention_only(self, block):
+        # Keras' own harness: serialization, symbolic/eager calls, training, dtypes.
+        self.run_layer_test(
+            BLOCKS[block],
+            init_kwargs={"intermediate_dim": FFN, "num_heads": HEADS, "dropout": 0.1},
+            input_shape=(B, T, HIDDEN),
+            expected_output_shape=(B, T, HIDDEN),
+            expected_num_trainable_weights=16,
+            expected_num_non_trainable_weights=0,
+            expected_num_seed_generators=2,
+            supports_masking=True,
+        )
 
 
 class BlockValidationTest(TestCase):

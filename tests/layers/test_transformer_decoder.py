@@ -37,6 +37,14 @@ def random_sequence(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
+def padded_encoder_call(decoder, **arguments):
+    """`decoder` on random decoder and encoder sequences, the encoder sequence
+    padded as `ENCODER_PADDING`."""
+    x = random_sequence((2, T, HIDDEN))
+    source = random_sequence((2, S, HIDDEN), seed=1)
+    return decoder(x, source, encoder_padding_mask=ENCODER_PADDING, **arguments)
+
+
 def copy_weights_by_path(ours, theirs):
     """Assign keras-hub's weights to ours by variable path, without the layer name.
 
@@ -105,18 +113,6 @@ def token_batch(seed=0):
 
 
 class TransformerDecoderTest(TestCase):
-    def test_layer_behaviour_decoder_only(self):
-        self.run_layer_test(
-            TransformerDecoder,
-            init_kwargs={"intermediate_dim": FFN, "num_heads": HEADS, "dropout": 0.1},
-            input_shape=(2, T, HIDDEN),
-            expected_output_shape=(2, T, HIDDEN),
-            expected_num_trainable_weights=16,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=2,
-            supports_masking=True,
-        )
-
     def test_layer_behaviour_pre_ln_with_encoder_sequence(self):
         self.run_layer_test(
             TransformerDecoder,
@@ -359,19 +355,12 @@ class TransformerDecoderTest(TestCase):
 
     def test_attention_scores_are_causal_and_rows_sum_to_one(self):
         decoder = TransformerDecoder(FFN, HEADS)
-        x = random_sequence((2, T, HIDDEN))
-        source = random_sequence((2, S, HIDDEN), seed=1)
-        outputs, self_scores, cross_scores = decoder(
-            x,
-            source,
-            encoder_padding_mask=ENCODER_PADDING,
-            return_attention_scores=True,
+        outputs, self_scores, _ = padded_encoder_call(
+            decoder, return_attention_scores=True
         )
         self_scores = ops.convert_to_numpy(self_scores)
         self.assertEqual(self_scores.shape, (2, HEADS, T, T))
-        self.assertAllClose(
-            outputs, decoder(x, source, encoder_padding_mask=ENCODER_PADDING)
-        )
+        self.assertAllClose(outputs, padded_encoder_call(decoder))
         future = np.triu(np.ones((T, T), bool), k=1)
         self.assertAllEqual(
             self_scores[..., future], np.zeros((2, HEADS, future.sum()))
@@ -379,14 +368,8 @@ class TransformerDecoderTest(TestCase):
         self.assertAllClose(self_scores.sum(-1), np.ones((2, HEADS, T)), atol=1e-5)
 
     def test_cross_attention_scores_skip_padded_encoder_keys(self):
-        decoder = TransformerDecoder(FFN, HEADS)
-        x = random_sequence((2, T, HIDDEN))
-        source = random_sequence((2, S, HIDDEN), seed=1)
-        _, _, cross_scores = decoder(
-            x,
-            source,
-            encoder_padding_mask=ENCODER_PADDING,
-            return_attention_scores=True,
+        _, _, cross_scores = padded_encoder_call(
+            TransformerDecoder(FFN, HEADS), return_attention_scores=True
         )
         cross_scores = ops.convert_to_numpy(cross_scores)
         self.assertEqual(cross_scores.shape, (2, HEADS, T, S))

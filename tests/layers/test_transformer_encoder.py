@@ -109,18 +109,6 @@ def reference_weights(encoder):
 
 
 class TransformerEncoderTest(TestCase):
-    def test_layer_behaviour(self):
-        self.run_layer_test(
-            TransformerEncoder,
-            init_kwargs={"intermediate_dim": FFN, "num_heads": HEADS, "dropout": 0.1},
-            input_shape=(2, 5, HIDDEN),
-            expected_output_shape=(2, 5, HIDDEN),
-            expected_num_trainable_weights=16,
-            expected_num_non_trainable_weights=0,
-            expected_num_seed_generators=2,
-            supports_masking=True,
-        )
-
     def test_layer_behaviour_pre_ln_with_grouped_query_attention(self):
         self.run_layer_test(
             TransformerEncoder,

@@ -478,15 +478,21 @@ class LowPrecisionTest(TestCase):
 
 
 class AutomaticChoiceTest(TestCase):
-    def test_scores_requested_returns_scores(self):
+    def output_and_scores_of_random_inputs(self, **arguments):
+        """The call with `arguments` on `random_inputs()`, checked against the
+        reference; its scores."""
         query, key, value = random_inputs()
         out, scores = dot_product_attention(
-            query, key, value, return_attention_scores=True
+            query, key, value, return_attention_scores=True, **arguments
         )
         expected_out, expected_scores = reference_attention(query, key, value)
-        self.assertEqual(tuple(scores.shape), (2, 2, 5, 6))
         self.assertAllClose(out, expected_out, rtol=1e-5, atol=1e-5)
         self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+        return scores
+
+    def test_scores_requested_returns_scores(self):
+        scores = self.output_and_scores_of_random_inputs()
+        self.assertEqual(tuple(scores.shape), (2, 2, 5, 6))
 
     def test_dropout_when_training_zeroes_and_rescales_weights(self):
         query, key, value = random_inputs()
@@ -515,18 +521,7 @@ class AutomaticChoiceTest(TestCase):
         self.assertGreater(np.max(np.abs(ops.convert_to_numpy(out) - expected)), 1e-2)
 
     def test_dropout_does_nothing_when_not_training(self):
-        query, key, value = random_inputs()
-        expected_out, expected_scores = reference_attention(query, key, value)
-        out, scores = dot_product_attention(
-            query,
-            key,
-            value,
-            dropout_rate=0.5,
-            training=False,
-            return_attention_scores=True,
-        )
-        self.assertAllClose(out, expected_out, rtol=1e-5, atol=1e-5)
-        self.assertAllClose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+        self.output_and_scores_of_random_inputs(dropout_rate=0.5, training=False)
 
     @parameterized.named_parameters(named_product(implementation=IMPLEMENTATIONS))
     def test_dropout_rate_without_training_allows_every_path(self, implementation):
@@ -552,35 +547,30 @@ class AutomaticChoiceTest(TestCase):
 
         self.assertAllClose(dropped_out(), dropped_out(), rtol=0, atol=0)
 
-    @parameterized.named_parameters(named_product(implementation=("chunked", "fused")))
-    def test_scores_on_a_forced_path_other_than_math_fail(self, implementation):
-        query, key, value = random_inputs()
-        with self.assertRaisesRegex(
-            ValueError, f"dot_product_attention.*`implementation`.*'{implementation}'"
-        ):
-            dot_product_attention(
-                query,
-                key,
-                value,
-                return_attention_scores=True,
-                implementation=implementation,
-            )
-
-    @parameterized.named_parameters(named_product(implementation=("chunked", "fused")))
-    def test_training_dropout_on_a_forced_path_other_than_math_fails(
-        self, implementation
+    @parameterized.named_parameters(
+        named_product(
+            [
+                {
+                    "testcase_name": "scores",
+                    "arguments": {"return_attention_scores": True},
+                },
+                {
+                    "testcase_name": "training_dropout",
+                    "arguments": {"dropout_rate": 0.1, "training": True},
+                },
+            ],
+            implementation=("chunked", "fused"),
+        )
+    )
+    def test_what_only_the_math_path_computes_fails_on_another_forced_path(
+        self, arguments, implementation
     ):
         query, key, value = random_inputs()
         with self.assertRaisesRegex(
             ValueError, f"dot_product_attention.*`implementation`.*'{implementation}'"
         ):
             dot_product_attention(
-                query,
-                key,
-                value,
-                dropout_rate=0.1,
-                training=True,
-                implementation=implementation,
+                query, key, value, implementation=implementation, **arguments
             )
 
 

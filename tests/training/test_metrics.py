@@ -51,26 +51,56 @@ LABELS = np.array([[1, 2, 3, 0], [4, 4, 0, 0], [2, 0, 0, 0]], "int32")
 PREDICTED = np.array([[1, 2, 4, 3], [4, 4, 1, 1], [2, 3, 3, 3]], "int32")
 
 
-class MaskedAccuracyTest(TestCase):
-    def test_matches_numpy_and_ignores_padding(self):
-        metric = MaskedAccuracy()
-        metric.update_state(LABELS, logits_for(PREDICTED))
-        self.assertAllClose(value(metric), numpy_accuracy(LABELS, PREDICTED))
-        self.assertAllClose(value(metric), 5 / 6)
+@pytest.mark.parametrize(
+    "metric_class, numpy_metric, expected",
+    [
+        (MaskedAccuracy, numpy_accuracy, 5 / 6),
+        (SequenceExactMatch, numpy_exact_match, 2 / 3),
+    ],
+)
+def test_matches_numpy_and_ignores_padding(metric_class, numpy_metric, expected):
+    metric = metric_class()
+    metric.update_state(LABELS, logits_for(PREDICTED))
+    np.testing.assert_allclose(value(metric), numpy_metric(LABELS, PREDICTED), 1e-6)
+    np.testing.assert_allclose(value(metric), expected, 1e-6)
 
+
+@pytest.mark.parametrize(
+    "metric_class, arguments",
+    [
+        (MaskedAccuracy, {"ignore_class": -100, "name": "acc"}),
+        (SequenceExactMatch, {"ignore_class": None}),
+    ],
+)
+def test_serialization_round_trip(metric_class, arguments):
+    metric = metric_class(**arguments)
+    serialized = keras.saving.serialize_keras_object(metric)
+    assert serialized["registered_name"] == f"keras_attn>{metric_class.__name__}"
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(restored, metric_class)
+    assert restored.get_config() == metric.get_config()
+    assert set(metric.get_config()) == set(inspect.signature(metric_class).parameters)
+
+
+@pytest.mark.parametrize(
+    "metric_class, after_reset",
+    [(MaskedAccuracy, 2 / 3), (SequenceExactMatch, 0.0)],
+)
+def test_reset_state_forgets_earlier_batches(metric_class, after_reset):
+    metric = metric_class()
+    metric.update_state(LABELS, logits_for(PREDICTED))
+    metric.reset_state()
+    np.testing.assert_allclose(value(metric), 0.0)
+    metric.update_state(LABELS[:1], logits_for(PREDICTED[:1]))  # row 0 only
+    np.testing.assert_allclose(value(metric), after_reset, 1e-6)
+
+
+class MaskedAccuracyTest(TestCase):
     def test_accumulates_over_batches_by_token_count(self):
         metric = MaskedAccuracy()
         metric.update_state(LABELS[:1], logits_for(PREDICTED[:1]))  # 2 / 3
         metric.update_state(LABELS[1:], logits_for(PREDICTED[1:]))  # 3 / 3
         self.assertAllClose(value(metric), 5 / 6)
-
-    def test_reset_state(self):
-        metric = MaskedAccuracy()
-        metric.update_state(LABELS, logits_for(PREDICTED))
-        metric.reset_state()
-        self.assertAllClose(value(metric), 0.0)
-        metric.update_state(LABELS[:1], logits_for(PREDICTED[:1]))
-        self.assertAllClose(value(metric), 2 / 3)
 
     def test_ignore_class_none_counts_every_position(self):
         metric = MaskedAccuracy(ignore_class=None)
@@ -110,24 +140,8 @@ class MaskedAccuracyTest(TestCase):
         metric.update_state(padding, logits_for(padding))
         self.assertAllClose(value(metric), 0.0)
 
-    def test_serialization_round_trip(self):
-        metric = MaskedAccuracy(ignore_class=-100, name="acc")
-        serialized = keras.saving.serialize_keras_object(metric)
-        self.assertEqual(serialized["registered_name"], "keras_attn>MaskedAccuracy")
-        restored = keras.saving.deserialize_keras_object(serialized)
-        self.assertIsInstance(restored, MaskedAccuracy)
-        self.assertEqual(restored.get_config(), metric.get_config())
-        arguments = inspect.signature(MaskedAccuracy).parameters
-        self.assertEqual(set(metric.get_config()), set(arguments))
-
 
 class SequenceExactMatchTest(TestCase):
-    def test_matches_numpy_and_ignores_padding(self):
-        metric = SequenceExactMatch()
-        metric.update_state(LABELS, logits_for(PREDICTED))
-        self.assertAllClose(value(metric), numpy_exact_match(LABELS, PREDICTED))
-        self.assertAllClose(value(metric), 2 / 3)
-
     def test_sequences_without_real_tokens_are_left_out(self):
         labels = np.concatenate([LABELS, np.zeros((2, 4), "int32")])
         predicted = np.concatenate([PREDICTED, np.ones((2, 4), "int32")])
@@ -135,24 +149,11 @@ class SequenceExactMatchTest(TestCase):
         metric.update_state(labels, logits_for(predicted))
         self.assertAllClose(value(metric), 2 / 3)
 
-    def test_reset_state_and_weights(self):
+    def test_sequence_weights(self):
         metric = SequenceExactMatch()
-        metric.update_state(LABELS, logits_for(PREDICTED))
-        metric.reset_state()
-        self.assertAllClose(value(metric), 0.0)
         weights = np.array([3.0, 1.0, 0.0], "float32")
         metric.update_state(LABELS, logits_for(PREDICTED), sample_weight=weights)
         self.assertAllClose(value(metric), 1 / 4)
-
-    def test_serialization_round_trip(self):
-        metric = SequenceExactMatch(ignore_class=None)
-        restored = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(metric)
-        )
-        self.assertIsInstance(restored, SequenceExactMatch)
-        self.assertEqual(restored.get_config(), metric.get_config())
-        arguments = inspect.signature(SequenceExactMatch).parameters
-        self.assertEqual(set(metric.get_config()), set(arguments))
 
 
 @pytest.mark.parametrize("metric_class", [MaskedAccuracy, SequenceExactMatch])
