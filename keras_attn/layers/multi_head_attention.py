@@ -55,9 +55,12 @@ class MultiHeadAttention(keras.layers.Layer):
         output_shape: size of the output features; defaults to the query's.
         rotary_embedding: optional `keras_attn.layers.RotaryEmbedding` applied
             to the projected queries and keys.
-        kernel_initializer, bias_initializer, kernel_regularizer,
-            bias_regularizer, kernel_constraint, bias_constraint: of the
-            projection kernels and biases, as in `keras.layers.Dense`.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        kernel_regularizer: regularizer of the projection kernels.
+        bias_regularizer: regularizer of the projection biases.
+        kernel_constraint: constraint of the projection kernels.
+        bias_constraint: constraint of the projection biases.
         seed: seed of the attention dropout.
         implementation: `None` (the automatic choice), `"fused"`, `"chunked"` or
             `"math"`: the path of `keras_attn.ops.dot_product_attention` every
