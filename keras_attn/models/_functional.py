@@ -30,7 +30,6 @@ class FunctionalModel(keras.Model):
         if dtype is not None:
             self.dtype_policy = dtype  # functional models ignore a `dtype` argument
         self.input_spec = None
-        self._initialized = True
 
     def _constructor_owner(self, name):
         """How errors name the model before `keras.Model.__init__` named it."""
@@ -46,9 +45,12 @@ class FunctionalModel(keras.Model):
         return dtype_policy_or_none(kwargs.pop("dtype", None))
 
     def __setattr__(self, name, value):
-        # torch.nn.Module refuses sub-modules before its __init__ ran. Every layer
-        # is part of the functional graph and tracked there, so bypass it.
-        if keras.config.backend() == "torch" and not hasattr(self, "_initialized"):
+        # torch.nn.Module refuses sub-modules before its __init__ ran (inside
+        # `keras.Model.__init__`). The layers set before then are tracked by the
+        # functional graph, so bypass it until then, and only until then: the
+        # variables Keras registers with torch afterwards (`_torch_params`) must
+        # reach `model.parameters()`.
+        if keras.config.backend() == "torch" and "_modules" not in self.__dict__:
             return object.__setattr__(self, name, value)
         return super().__setattr__(name, value)
 
