@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from keras_attn import _checks
+from keras_attn._keras_private import get_keras_mask
 from keras_attn.layers.multi_head_attention import MultiHeadAttention
 from keras_attn.ops.masks import as_attention_mask
 from keras_attn.ops.masks import as_boolean_mask
@@ -138,12 +139,16 @@ class TransformerBlock(keras.layers.Layer):
         x = self.feedforward_output_dense(self.feedforward_intermediate_dense(x))
         return self._residual_add(self.feedforward_layer_norm, x, residual, training)
 
-    def _attention_mask(self, padding_mask, attention_mask, prefix=""):
+    def _attention_mask(self, padding_mask, attention_mask, keys=None, prefix=""):
         """`{prefix}padding_mask` `(B, S)` and `{prefix}attention_mask` as one mask.
 
-        The result is boolean, `(B|1, H|1, T|1, S)`, or None without either.
+        Without a padding mask, the Keras mask of `keys` (the sequence attended
+        to, e.g. from `Embedding(mask_zero=True)`) is used. The result is
+        boolean, `(B|1, H|1, T|1, S)`, or None without any.
         """
         owner = _checks.owner_name(self)
+        if padding_mask is None and keys is not None:
+            padding_mask = get_keras_mask(keys)
         masks = []
         if padding_mask is not None:
             argument = f"{prefix}padding_mask"

@@ -3,7 +3,6 @@
 import keras
 
 from keras_attn import _checks
-from keras_attn._keras_private import get_keras_mask
 from keras_attn.layers._transformer_block import TransformerBlock
 
 
@@ -126,10 +125,12 @@ class TransformerDecoder(TransformerBlock):
     ):
         self._check_encoder_arguments(encoder_sequence, cross_attention_cache)
         cached = self_attention_cache is not None
-        if decoder_padding_mask is None and not cached:
-            decoder_padding_mask = get_keras_mask(decoder_sequence)
+        # A cached step's own mask covers its tokens, not the cache's keys.
         mask = self._attention_mask(
-            decoder_padding_mask, decoder_attention_mask, prefix="decoder_"
+            decoder_padding_mask,
+            decoder_attention_mask,
+            keys=None if cached else decoder_sequence,
+            prefix="decoder_",
         )
         residual = decoder_sequence
         x = self._pre_norm(self.self_attention_layer_norm, decoder_sequence)
@@ -181,10 +182,11 @@ class TransformerDecoder(TransformerBlock):
         training,
     ):
         """The cross-attention sub-block: new `x`, and the scores (or None)."""
-        if encoder_padding_mask is None and encoder_sequence is not None:
-            encoder_padding_mask = get_keras_mask(encoder_sequence)
         mask = self._attention_mask(
-            encoder_padding_mask, encoder_attention_mask, prefix="encoder_"
+            encoder_padding_mask,
+            encoder_attention_mask,
+            keys=encoder_sequence,
+            prefix="encoder_",
         )
         residual = x
         x = self._pre_norm(self.cross_attention_layer_norm, x)

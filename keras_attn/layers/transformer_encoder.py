@@ -2,7 +2,6 @@
 
 import keras
 
-from keras_attn._keras_private import get_keras_mask
 from keras_attn.layers._transformer_block import TransformerBlock
 
 
@@ -76,9 +75,7 @@ class TransformerEncoder(TransformerBlock):
         return_attention_scores=False,
         training=None,
     ):
-        if padding_mask is None:
-            padding_mask = get_keras_mask(inputs)
-        mask = self._attention_mask(padding_mask, attention_mask)
+        mask = self._attention_mask(padding_mask, attention_mask, keys=inputs)
         residual = inputs
         x = self._pre_norm(self.self_attention_layer_norm, inputs)
         attended = self.self_attention(
