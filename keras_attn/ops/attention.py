@@ -3,11 +3,18 @@
 Three implementations give the same numbers:
 
 - "fused": the backend's kernel through `keras.ops.dot_product_attention` (PyTorch's
-  `scaled_dot_product_attention`, `jax.nn.dot_product_attention`, cuDNN on GPU).
+  `scaled_dot_product_attention`, `jax.nn.dot_product_attention`, cuDNN on GPU),
+  taken only for what the kernel computes exactly: masks, causal, and on JAX a
+  sliding window.
 - "chunked": online softmax over key blocks with a recomputing backward pass, so
-  memory grows linearly with the sequence length on every backend.
+  memory grows linearly with the sequence length on every backend; a block map
+  skips the blocks the attention pattern rules out (`_chunked.py`).
 - "math": `softmax(QKᵀ·scale)V` written out; the only path that returns the scores
-  and the one that applies attention dropout.
+  and the one that applies attention dropout (`_math.py`).
+
+What may attend is the call's `AttentionPattern` (`_pattern.py`: causal, window,
+segments, mask, mask_mod); what each logit becomes its `LogitModifiers` (`_logits.py`:
+bias, score_mod, soft cap); sinks join the softmax denominator.
 """
 
 import math
@@ -17,11 +24,12 @@ from keras import ops
 
 from keras_attn._checks import check_choice
 from keras_attn._checks import check_rate
-from keras_attn.ops import _chunked
-from keras_attn.ops._grouped import NEG
-from keras_attn.ops._grouped import group_mask_heads
-from keras_attn.ops._grouped import merge_query_heads
-from keras_attn.ops._grouped import split_query_heads
+from keras_attn.ops import _arguments
+from keras_attn.ops._arguments import OWNER as _OWNER
+from keras_attn.ops._chunked import chunked_attention
+from keras_attn.ops._logits import LogitModifiers
+from keras_attn.ops._math import math_attention
+from keras_attn.ops._pattern import AttentionPattern
 from keras_attn.ops.masks import as_attention_mask
 from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import check_attention_mask
@@ -32,8 +40,6 @@ IMPLEMENTATIONS = ("fused", "chunked", "math")
 # chunks instead of materialising the (B, H, T, S) matrix.
 CHUNKED_THRESHOLD_BYTES = 256 * 2**20
 DEFAULT_CHUNK_SIZE = 512
-
-_OWNER = "dot_product_attention"
 
 
 def dot_product_attention(
@@ -49,13 +55,25 @@ def dot_product_attention(
     implementation=None,
     seed=None,
     chunk_size=None,
+    sliding_window=None,
+    segment_ids=None,
+    bias=None,
+    logit_soft_cap=None,
+    sinks=None,
+    mask_mod=None,
+    score_mod=None,
 ):
     """Scaled dot-product attention, `softmax(QKᵀ·scale)V`, on any backend.
 
-    Logits and softmax are computed in float32 whatever the input dtype; the output
-    is cast back to the query's dtype. A query row whose keys are all masked returns
-    zeros (never NaN) on every path. Grouped-query and multi-query attention are
-    supported: query head `h` reads key/value head `h // (H // Hkv)`.
+    Logits, bias, soft cap, sinks and softmax are computed in float32 whatever the
+    input dtype; the output is cast back to the query's dtype. A query row whose
+    keys are all masked returns zeros (never NaN) on every path. Grouped-query and
+    multi-query attention are supported: query head `h` reads key/value head
+    `h // (H // Hkv)`.
+
+    Each logit is computed as: `q·k·scale`, plus `bias`, through `score_mod`,
+    soft-capped, then masked (`mask`, causal, window, segments, `mask_mod` all
+    combine by AND); the softmax includes the sinks. All arguments combine.
 
     Args:
         query: tensor `(B, T, H, D)`.
@@ -73,12 +91,36 @@ def dot_product_attention(
             `(B, H, T, S)`; forces the math path.
         implementation: `None` (choose automatically), `"fused"`, `"chunked"` or
             `"math"`. The automatic choice depends on the call (`training`,
-            `return_attention_scores`, sizes, dtype), not on configuration:
-            math when scores or dropout are needed, chunked when the float32
-            score matrix would exceed 256 MiB, else the backend's fused kernel
-            where it computes its softmax in float32, else math.
+            `return_attention_scores`, sizes, dtype, arguments), not on
+            configuration: math when scores or dropout are needed; chunked when
+            the float32 score matrix would exceed 256 MiB, or when a window or
+            segment ids rule out whole blocks of queries and keys longer than
+            a block; else the backend's fused kernel where it computes exactly
+            this call (float32 softmax, no bias, cap, sinks, segments or
+            modifiers; a window only on JAX), else math.
         seed: seed or `keras.random.SeedGenerator` for dropout.
         chunk_size: block length of the chunked path (default 512).
+        sliding_window: optional int `W >= 1`: query `i` sees key `j` only if
+            `|i - j| < W`; with `is_causal`, `i - W < j <= i`.
+        segment_ids: optional integer `(B, T)` for self-attention, or a pair
+            `(query_segment_ids (B, T), key_segment_ids (B, S))`: a query
+            attends only keys of its own segment (packed documents).
+        bias: optional float tensor broadcastable to `(B, H, T, S)`, added to
+            the scaled logits (ALiBi, relative position biases). Its gradient
+            is computed on every path.
+        logit_soft_cap: optional float `c > 0`: logits become
+            `c * tanh(logits / c)` after scaling, bias and `score_mod`.
+        sinks: optional float `(H,)`: one logit per query head that joins the
+            softmax denominator and carries no value, so rows sum to less
+            than one.
+        mask_mod: optional `mask_mod(batch, head, q_idx, kv_idx) -> bool`,
+            written with `keras.ops` on broadcastable int32 index tensors of
+            rank 4 (`(B, 1, 1, 1)`, `(1, H, 1, 1)`, `(1, 1, T, 1)`,
+            `(1, 1, 1, S)`), as in FlexAttention.
+        score_mod: optional `score_mod(score, batch, head, q_idx, kv_idx) ->
+            score` on the `(B, H, T, S)` float32 logits (a block of them on the
+            chunked path). On the chunked path, tensors it closes over are
+            constants for the gradient: pass a trainable bias as `bias`.
 
     Returns:
         The attention output `(B, T, H, Dv)`, or `(output, scores)` when
@@ -90,21 +132,53 @@ def dot_product_attention(
     kv = keras.random.normal((2, 7, 2, 8))  # 2 key/value heads: grouped query
     out = keras_attn.ops.dot_product_attention(q, kv, kv, is_causal=True)
     out.shape  # (2, 5, 4, 8)
+    # A packed row of two documents, each seeing the last 3 tokens of its own.
+    x = keras.random.normal((1, 6, 4, 8))
+    out = keras_attn.ops.dot_product_attention(
+        x, x, x, is_causal=True, sliding_window=3,
+        segment_ids=[[0, 0, 0, 0, 1, 1]],
+    )
     ```
     """
     query, key, value = map(ops.convert_to_tensor, (query, key, value))
-    _check_shapes(query, key, value)
+    _arguments.check_shapes(query, key, value)
     if mask is not None:
         mask = as_attention_mask(mask, _OWNER, "mask")
-        check_attention_mask(mask, _score_shape(query, key), _OWNER, "mask")
+        check_attention_mask(mask, _arguments.score_shape(query, key), _OWNER, "mask")
     check_choice(_OWNER, "implementation", implementation, (None, *IMPLEMENTATIONS))
     dropout_rate = check_rate(_OWNER, "dropout_rate", dropout_rate)
+    pattern = AttentionPattern(
+        ops.shape(query)[1],
+        ops.shape(key)[1],
+        ops.shape(query)[0],
+        query.shape[2],
+        is_causal=bool(is_causal),
+        sliding_window=_arguments.check_sliding_window(sliding_window),
+        segment_ids=_arguments.as_segment_ids(segment_ids, query, key),
+        mask=mask,
+        mask_mod=_arguments.check_callable(
+            "mask_mod", mask_mod, "(batch, head, q_idx, kv_idx) -> bool"
+        ),
+    )
+    modifiers = LogitModifiers(
+        _arguments.as_bias(bias, query, key),
+        _arguments.check_soft_cap(logit_soft_cap),
+        _arguments.check_callable(
+            "score_mod", score_mod, "(score, batch, head, q_idx, kv_idx) -> score"
+        ),
+        pattern,
+        key.shape[2],
+    )
+    sinks = _arguments.as_sinks(sinks, query)
     head_dim = query.shape[-1]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     apply_dropout = bool(training) and dropout_rate > 0.0
+    unfusable = _unfusable_argument(pattern, modifiers, sinks)
     if implementation is None:
         implementation = _choose_implementation(
-            query, key, value, apply_dropout, return_attention_scores
+            query, key, value, apply_dropout, return_attention_scores,
+            pattern, unfusable, chunk_size,
         )
     if implementation != "math" and (return_attention_scores or apply_dropout):
         needs = "return_attention_scores" if return_attention_scores else "dropout"
@@ -114,23 +188,51 @@ def dot_product_attention(
         )
 
     if implementation == "fused":
-        _check_fused_supports(query, value)
-        return _fused_attention(query, key, value, mask, is_causal, scale)
+        _check_fused_supports(query, value, unfusable)
+        return _fused_attention(query, key, value, pattern, scale)
     if implementation == "chunked":
-        chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
-        return _chunked.chunked_attention(
-            query, key, value, mask, is_causal, scale, chunk_size
+        return chunked_attention(
+            query, key, value, pattern, modifiers, sinks, scale, chunk_size
         )
     dropout_rate = dropout_rate if apply_dropout else 0.0
-    output, scores = _math_attention(
-        query, key, value, mask, is_causal, scale, dropout_rate, seed
+    output, scores = math_attention(
+        query, key, value, pattern, modifiers, sinks, scale, dropout_rate, seed
     )
     if return_attention_scores:
         return output, scores
     return output
 
 
-def _choose_implementation(query, key, value, apply_dropout, return_attention_scores):
+def _unfusable_argument(pattern, modifiers, sinks):
+    """The first argument of the call the backend's kernel cannot express, or None."""
+    given = {
+        "segment_ids": pattern.segment_ids is not None,
+        "bias": modifiers.bias is not None,
+        "logit_soft_cap": modifiers.logit_soft_cap is not None,
+        "sinks": sinks is not None,
+        "mask_mod": pattern.mask_mod is not None,
+        "score_mod": modifiers.score_mod is not None,
+        # jax.nn's `local_window_size`; PyTorch's kernel has no window, and a
+        # mask with a window would need the (T, S) window mask for its rows.
+        "sliding_window": bool(pattern.sliding_window)
+        and (
+            keras.backend.backend() != "jax"
+            or pattern.mask is not None
+            or not _same_static_length(pattern)
+        ),
+    }
+    return next((name for name, present in given.items() if present), None)
+
+
+def _same_static_length(pattern):
+    lengths = (pattern.query_length, pattern.key_length)
+    return all(isinstance(n, int) for n in lengths) and lengths[0] == lengths[1]
+
+
+def _choose_implementation(
+    query, key, value, apply_dropout, return_attention_scores, pattern, unfusable,
+    chunk_size,
+):
     if return_attention_scores or apply_dropout:
         return "math"
     batch, query_length, heads, _ = query.shape
@@ -139,9 +241,18 @@ def _choose_implementation(query, key, value, apply_dropout, return_attention_sc
     if all(isinstance(size, int) for size in (query_length, key_length, heads)):
         batch = batch if isinstance(batch, int) else 1
         score_bytes = 4 * batch * heads * query_length * key_length
-        if score_bytes > CHUNKED_THRESHOLD_BYTES and not _fused_is_linear_memory():
+        fused_is_linear = unfusable is None and _fused_is_linear_memory()
+        if score_bytes > CHUNKED_THRESHOLD_BYTES and not fused_is_linear:
             return "chunked"
-    if _fused_computes_float32_softmax(query.dtype) and _fused_supports(query, value):
+        # A window or documents rule out whole blocks: only chunked skips them.
+        sparse = pattern.sliding_window or pattern.segment_ids is not None
+        if sparse and unfusable and min(query_length, key_length) > chunk_size:
+            return "chunked"
+    if (
+        unfusable is None
+        and _fused_computes_float32_softmax(query.dtype)
+        and _fused_supports(query, value)
+    ):
         return "fused"
     return "math"
 
@@ -151,7 +262,13 @@ def _fused_supports(query, value):
     return keras.backend.backend() != "jax" or value.shape[-1] == query.shape[-1]
 
 
-def _check_fused_supports(query, value):
+def _check_fused_supports(query, value, unfusable):
+    if unfusable is not None:
+        raise ValueError(
+            f"{_OWNER}: argument `implementation` cannot be 'fused' with "
+            f"`{unfusable}` on the {keras.backend.backend()} backend: its kernel "
+            "cannot express it exactly; use 'chunked', 'math' or None."
+        )
     if not _fused_supports(query, value):
         raise ValueError(
             f"{_OWNER}: argument `implementation` cannot be 'fused' on the JAX "
@@ -185,43 +302,27 @@ def _has_gpu():
     return _GPU
 
 
-def _math_attention(query, key, value, mask, is_causal, scale, dropout_rate, seed):
-    num_kv_heads = key.shape[2]
-    # Scaling the queries costs T·D multiplications instead of T·S on the logits.
-    q = split_query_heads(ops.cast(query, "float32") * scale, num_kv_heads)
-    k = ops.cast(key, "float32")
-    logits = ops.einsum("btkgd,bskd->bkgts", q, k)  # (B, Hkv, G, T, S)
-    allowed = _allowed(mask, is_causal, query, key)
-    if allowed is not None:
-        allowed = group_mask_heads(allowed, num_kv_heads)
-        logits = ops.where(allowed, logits, NEG)
-    weights = ops.softmax(logits, axis=-1)
-    if allowed is not None:
-        weights = ops.where(allowed, weights, 0.0)  # fully masked rows -> 0
-    if dropout_rate > 0.0:
-        weights = keras.random.dropout(weights, dropout_rate, seed=seed)
-    value_weights = ops.cast(weights, value.dtype)
-    output = ops.einsum("bkgts,bskd->btkgd", value_weights, value)
-    output = ops.cast(merge_query_heads(output), query.dtype)
-    batch, kv_heads, groups, query_length, key_length = ops.shape(weights)
-    scores = ops.reshape(weights, (batch, kv_heads * groups, query_length, key_length))
-    return output, ops.cast(scores, query.dtype)
-
-
-def _fused_attention(query, key, value, mask, is_causal, scale):
+def _fused_attention(query, key, value, pattern, scale):
+    """The backend's kernel for a mask, causal and (on JAX) a window."""
     heads = query.shape[2]
     if keras.backend.backend() == "tensorflow" and key.shape[2] == 1 and heads:
         # Keras' TensorFlow kernel repeats key/value heads only when there are
         # several (keras 3.15), so multi-query attention fails in its einsum.
         key = ops.repeat(key, heads, axis=2)
         value = ops.repeat(value, heads, axis=2)
+    mask, is_causal = pattern.mask, pattern.is_causal
+    if pattern.sliding_window:
+        return _jax_windowed_attention(query, key, value, pattern, scale)
     if mask is None:
         # The kernel's own causal flag: PyTorch's flash kernel then skips the
         # blocks above the diagonal and never builds a (T, S) mask.
         return ops.dot_product_attention(
             query, key, value, scale=scale, is_causal=is_causal
         )
-    allowed = _allowed(mask, is_causal, query, key)
+    allowed = mask
+    if is_causal:
+        causal = causal_mask(ops.shape(query)[1], ops.shape(key)[1])[None, None]
+        allowed = ops.logical_and(mask, causal)
     # Kernels return NaN (or a uniform average) for rows with no allowed key. Let
     # those rows attend everywhere, then zero them, so gradients stay finite too.
     has_key = ops.any(allowed, axis=-1, keepdims=True)  # (B|1, H|1, T|1, 1)
@@ -231,56 +332,17 @@ def _fused_attention(query, key, value, mask, is_causal, scale):
     return output * keep
 
 
-def _allowed(mask, is_causal, query, key):
-    """Padding/attention mask and causal mask as one (B|1, H|1, T|1, S) boolean."""
-    if not is_causal:
-        return mask
-    causal = causal_mask(ops.shape(query)[1], ops.shape(key)[1])[None, None]
-    return causal if mask is None else ops.logical_and(mask, causal)
+def _jax_windowed_attention(query, key, value, pattern, scale):
+    # Every row sees its own position (causal) or a band around it, so no row is
+    # empty when there is no mask (the only case taken here).
+    import jax
 
-
-def _check_shapes(query, key, value):
-    for name, tensor in (("query", query), ("key", key), ("value", value)):
-        if len(tensor.shape) != 4:
-            raise ValueError(
-                f"{_OWNER}: argument `{name}` must have rank 4 (batch, length, "
-                f"heads, head_dim); received a tensor of shape {tuple(tensor.shape)}."
-            )
-    heads, kv_heads = query.shape[2], key.shape[2]
-    if value.shape[2] != kv_heads:
-        raise ValueError(
-            f"{_OWNER}: argument `value` must have as many heads as `key` "
-            f"({kv_heads}); received shape {tuple(value.shape)}."
-        )
-    if heads is not None and kv_heads is not None and heads % kv_heads != 0:
-        raise ValueError(
-            f"{_OWNER}: argument `key` must have a number of heads that divides "
-            f"the query heads ({heads}); received {kv_heads} heads "
-            f"(shape {tuple(key.shape)})."
-        )
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"{_OWNER}: argument `key` must have the query's head_dim "
-            f"({query.shape[-1]}); received shape {tuple(key.shape)}."
-        )
-    # Kernels disagree on a value longer or shorter than the key (one reads past
-    # it, one truncates, TensorFlow fails): refuse it here, on every path.
-    _check_same_size("value", value, "key", key, axis=1, size="length")
-    for name, tensor in (("key", key), ("value", value)):
-        _check_same_size(name, tensor, "query", query, axis=0, size="batch size")
-
-
-def _check_same_size(name, tensor, other_name, other, axis, size):
-    """Raise unless `tensor.shape[axis]` equals `other`'s where both are known."""
-    got, want = tensor.shape[axis], other.shape[axis]
-    # Unknown sizes are None, or symbolic (jax2tf export) and not comparable.
-    if isinstance(got, int) and isinstance(want, int) and got != want:
-        raise ValueError(
-            f"{_OWNER}: argument `{name}` must have the {size} of `{other_name}` "
-            f"({want}); received `{name}` of shape {tuple(tensor.shape)} and "
-            f"`{other_name}` of shape {tuple(other.shape)}."
-        )
-
-
-def _score_shape(query, key):
-    return (query.shape[0], query.shape[2], query.shape[1], key.shape[1])
+    window = pattern.sliding_window - 1
+    return jax.nn.dot_product_attention(
+        query,
+        key,
+        value,
+        scale=scale,
+        is_causal=pattern.is_causal,
+        local_window_size=(window, 0 if pattern.is_causal else window),
+    )
