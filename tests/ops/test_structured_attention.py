@@ -1,0 +1,179 @@
+"""Structured attention: windows, segments, bias, soft cap, sinks, mask_mod, score_mod.
+
+Every kind alone and every pair of kinds is compared with the dense NumPy reference
+of `_structured_reference.py`, forward and gradients, on the math and chunked paths
+(and the fused path where it delegates), with fully masked rows, `T != S`,
+grouped-query heads and lengths that do not divide the block size.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from keras import ops
+
+from keras_attn.ops import dot_product_attention
+from tests._keras_private import TestCase
+from tests.gradients import output_and_vjp
+from tests.ops import _structured_reference as reference
+
+TOLERANCE = dict(atol=1e-5, rtol=1e-5)
+# Blocks of 4 keep several partial, whole and empty blocks in these short rows.
+CHUNK = 4
+
+
+def make_case(kinds, seed, query_length=11, key_length=None, heads=4, kv_heads=2):
+    rng = np.random.default_rng(seed)
+    key_length = query_length if key_length is None else key_length
+    case = reference.Case(rng, 2, query_length, key_length, heads, kv_heads, 8)
+    for kind in kinds:
+        reference.add_kind(case, kind, rng)
+    return case
+
+
+def attend(case, implementation, q=None, k=None, v=None, **overrides):
+    options = dict(case.options, **overrides)
+    return dot_product_attention(
+        case.q if q is None else q,
+        case.k if k is None else k,
+        case.v if v is None else v,
+        implementation=implementation,
+        chunk_size=CHUNK,
+        **options,
+    )
+
+
+def assert_matches_reference(test, case, implementation):
+    expected, *expected_grads = reference.reference(case)
+    names = ["query", "key", "value"]
+    inputs = [case.q, case.k, case.v]
+    for name in ("bias", "sinks"):
+        if name in case.options:
+            names.append(name)
+            inputs.append(case.options[name])
+
+    def call(q, k, v, *extras):
+        return attend(case, implementation, q, k, v, **dict(zip(names[3:], extras)))
+
+    output, grads = output_and_vjp(call, inputs, case.d_output)
+    np.testing.assert_allclose(output, expected, **TOLERANCE)
+    wanted = dict(zip(("query", "key", "value", "bias", "sinks"), expected_grads))
+    for name, grad in zip(names, grads):
+        test.assertTrue(np.all(np.isfinite(grad)), f"d {name} is not finite")
+        np.testing.assert_allclose(grad, wanted[name], err_msg=f"d {name}", **TOLERANCE)
+
+
+SINGLE = [(kind,) for kind in reference.KINDS]
+PAIRS = list(itertools.combinations(reference.KINDS, 2))
+
+
+def _named(kinds):
+    return {"testcase_name": "_".join(kinds), "kinds": kinds}
+
+
+class StructuredAttentionTest(TestCase):
+    @parameterized.named_parameters(*map(_named, SINGLE + PAIRS))
+    def test_math_and_chunked_match_the_numpy_reference(self, kinds):
+        seed = zlib_seed(kinds)
+        for implementation in ("math", "chunked"):
+            with self.subTest(implementation=implementation):
+                assert_matches_reference(self, make_case(kinds, seed), implementation)
+
+    @parameterized.named_parameters(
+        ("cross_longer_keys", 7, 13),
+        ("cross_longer_queries", 13, 6),
+        ("single_query", 1, 9),
+    )
+    def test_query_and_key_lengths_may_differ(self, query_length, key_length):
+        kinds = ("causal", "window", "segments", "bias", "sinks", "score_mod")
+        case = make_case(kinds, 3, query_length, key_length)
+        for implementation in ("math", "chunked"):
+            assert_matches_reference(self, case, implementation)
+
+    @parameterized.named_parameters(("multi_query", 1), ("grouped", 2), ("full", 4))
+    def test_every_key_value_head_layout(self, kv_heads):
+        kinds = ("window", "mask_mod", "bias", "soft_cap", "sinks")
+        case = make_case(kinds, 5, kv_heads=kv_heads)
+        for implementation in ("math", "chunked"):
+            assert_matches_reference(self, case, implementation)
+
+    def test_fully_masked_rows_give_zeros_and_finite_gradients(self):
+        case = make_case(("segments", "bias", "soft_cap", "score_mod"), 7)
+        # Row 0 of the first batch: a query segment no key has.
+        query_ids, key_ids = reference.sorted_segments(
+            np.random.default_rng(1), 2, 11
+        ), reference.sorted_segments(np.random.default_rng(2), 2, 11)
+        query_ids[0, :3] = 99
+        case.options["segment_ids"] = (query_ids, key_ids)
+        for implementation in ("math", "chunked"):
+            output = ops.convert_to_numpy(attend(case, implementation))
+            np.testing.assert_array_equal(output[0, :3], 0.0)
+            assert_matches_reference(self, case, implementation)
+
+    def test_sinks_make_rows_sum_to_less_than_one(self):
+        case = make_case(("causal", "sinks"), 11)
+        _, scores = attend(case, None, return_attention_scores=True)
+        sums = ops.convert_to_numpy(ops.sum(scores, axis=-1))
+        self.assertTrue(np.all(sums < 1.0))
+        self.assertTrue(np.all(sums > 0.0))
+
+    @parameterized.named_parameters(
+        ("window", ("window",)),
+        ("window_causal", ("window", "causal")),
+        ("causal_mask", ("causal", "padding")),
+    )
+    def test_fused_path_where_the_kernel_expresses_it(self, kinds):
+        case = make_case(kinds, 13, heads=4, kv_heads=4)
+        expressible = "window" not in kinds or (
+            keras.backend.backend() == "jax" and "padding" not in kinds
+        )
+        if not expressible:
+            with self.assertRaisesRegex(ValueError, "cannot be 'fused' with"):
+                attend(case, "fused")
+            return
+        assert_matches_reference(self, case, "fused")
+
+
+def zlib_seed(kinds):
+    """A stable seed per combination (Python's `hash` of strings is salted)."""
+    import zlib
+
+    return zlib.crc32("/".join(kinds).encode())
+
+
+class FusedRefusalTest(TestCase):
+    @parameterized.named_parameters(
+        *[(kind, kind) for kind in ("segments", "bias", "soft_cap", "sinks", "mask_mod", "score_mod")]
+    )
+    def test_forcing_the_fused_path_on_what_it_cannot_express_raises(self, kind):
+        case = make_case((kind,), 17, heads=4, kv_heads=4)
+        with self.assertRaisesRegex(ValueError, "cannot be 'fused' with"):
+            attend(case, "fused")
+
+    @parameterized.named_parameters(
+        *[(kind, kind) for kind in ("segments", "bias", "soft_cap", "sinks", "mask_mod", "score_mod")]
+    )
+    def test_the_automatic_choice_falls_back_and_stays_exact(self, kind):
+        case = make_case((kind,), 19, heads=4, kv_heads=4)
+        expected = reference.reference(case)[0]
+        output = ops.convert_to_numpy(attend(case, None))
+        np.testing.assert_allclose(output, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("unused", [None])
+def test_reference_reproduces_the_worked_example(unused):
+    # The mission's worked example (unscaled), through the NumPy reference itself.
+    case = reference.Case(np.random.default_rng(0), 1, 1, 4, 1, 1, 3)
+    case.q = np.array([[[[0.990, 0.099, 0.099]]]], dtype="float32")
+    case.k = np.array(
+        [[0.050, 0.000, 0.998], [0.020, 0.020, 0.999], [0.976, 0.098, 0.195],
+         [0.020, 0.999, 0.020]], dtype="float32",
+    )[None, :, None, :]
+    case.v = np.array(
+        [[1, 2, 5], [1, 1, 5], [3, 2, 4], [6, 1, 2]], dtype="float32"
+    )[None, :, None, :]
+    case.options["scale"] = 1.0
+    output = reference.reference(case)[0]
+    np.testing.assert_allclose(output[0, 0, 0], [2.805, 1.631, 4.005], atol=2e-3)
