@@ -16,7 +16,13 @@ from benchmarks import _report
 from benchmarks._timing import loadavg
 
 BACKENDS = ("tensorflow", "jax", "torch")
-CASES = ("encoder_training", "vit_inference", "long_sequence", "cached_decoding")
+CASES = (
+    "encoder_training",
+    "vit_inference",
+    "long_sequence",
+    "cached_decoding",
+    "structured_attention",
+)
 
 
 def _parse(argv):
