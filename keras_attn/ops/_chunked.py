@@ -107,7 +107,10 @@ class _Attention:
             bias = extras.pop(0) if has_bias else None
             sinks = extras.pop(0) if has_sinks else None
             attention = _Attention(
-                self.map, self.pattern, self.modifiers.with_bias(bias), self.num_kv_heads
+                self.map,
+                self.pattern,
+                self.modifiers.with_bias(bias),
+                self.num_kv_heads,
             )
             output, lse = attention.forward(q, k, v, sinks)
 
@@ -134,12 +137,11 @@ class _Attention:
 
     def forward(self, q, k, v, sinks):
         bq, bk = self.map.query_block, self.map.key_block
-        batch, padded_length, kv_heads, groups, _ = ops.shape(q)
+        batch, _, kv_heads, groups, _ = ops.shape(q)
         value_dim = v.shape[-1]
         row_shape = (batch, kv_heads, groups, bq)
 
-        def query_block(i, carry):
-            output, lse = carry
+        def query_block(carry, i):
             q_i = block(q, 1, i * bq, bq)  # (B, bq, Hkv, G, D)
 
             def key_block(masked):
@@ -148,7 +150,7 @@ class _Attention:
                     j = self.map.rows.column(i, n)
                     _, s, allowed = self.logits(q_i, k, i, j, masked)
                     m_new = ops.maximum(m, ops.max(s, axis=-1))
-                    p = _where(allowed, ops.exp(s - m_new[..., None]), 0.0)
+                    p = _where(allowed, _exp(s - m_new[..., None]), 0.0)
                     correction = ops.exp(m - m_new)
                     denom = denom * correction + ops.sum(p, axis=-1)
                     pv = ops.einsum("bkgqs,bskd->bkgqd", p, block(v, 1, j * bk, bk))
@@ -169,15 +171,10 @@ class _Attention:
             safe_denom = ops.where(has_key, denom, 1.0)
             out_i = ops.transpose(acc / safe_denom[..., None], (0, 3, 1, 2, 4))
             lse_i = ops.where(has_key, m + ops.log(safe_denom), -NEG)
-            output = ops.slice_update(output, (0, i * bq, 0, 0, 0), out_i)
-            lse = ops.slice_update(lse, (0, 0, 0, i * bq), lse_i)
-            return output, lse
+            return carry, (out_i, lse_i)  # (B, bq, Hkv, G, Dv), (B, Hkv, G, bq)
 
-        init = (
-            ops.zeros((batch, padded_length, kv_heads, groups, value_dim), "float32"),
-            ops.zeros((batch, kv_heads, groups, padded_length), "float32"),
-        )
-        return _fori_loop(0, self.map.num_query_blocks, query_block, init)
+        _, (output, lse) = _map_blocks(self.map.num_query_blocks, query_block, 2)
+        return _concatenate_blocks(output, 1), _concatenate_blocks(lse, 3)
 
     def backward(self, q, k, v, bias, sinks, output, lse, d_output):
         bq, bk = self.map.query_block, self.map.key_block
@@ -186,15 +183,14 @@ class _Attention:
 
         def probabilities(i, j, q_i, d_out_i, masked):
             s, logits, allowed = self.logits(q_i, k, i, j, masked)
-            p = ops.exp(logits - block(lse, 3, i * bq, bq)[..., None])
+            p = _exp(logits - block(lse, 3, i * bq, bq)[..., None])
             p = _where(allowed, p, 0.0)
             dp = ops.einsum("bqkgd,bskd->bkgqs", d_out_i, block(v, 1, j * bk, bk))
             d_logits = p * (dp - block(delta, 3, i * bq, bq)[..., None])
             ds = self.modifiers.gradient(s, d_logits, i * bq, j * bk)
             return p, ds  # (B, Hkv, G, bq, bk)
 
-        def dq_block(i, carry):
-            dq, d_bias = carry
+        def dq_block(d_bias, i):
             q_i, d_out_i = block(q, 1, i * bq, bq), block(d_output, 1, i * bq, bq)
 
             def key_block(masked):
@@ -214,10 +210,9 @@ class _Attention:
             state = (ops.zeros_like(q_i), d_bias)
             state = _fori_loop(start, whole_end, key_block(False), state)
             dq_i, d_bias = _fori_loop(whole_end, end, key_block(True), state)
-            return ops.slice_update(dq, (0, i * bq, 0, 0, 0), dq_i), d_bias
+            return d_bias, (dq_i,)
 
-        def dkv_block(j, carry):
-            dk, dv = carry
+        def dkv_block(carry, j):
 
             def query_block(masked):
                 def step(n, state):
@@ -239,19 +234,14 @@ class _Attention:
             start, whole_end, end = self.map.columns.bounds(j)
             state = _fori_loop(start, whole_end, query_block(False), state)
             dk_j, dv_j = _fori_loop(whole_end, end, query_block(True), state)
-            return (
-                ops.slice_update(dk, (0, j * bk, 0, 0), dk_j),
-                ops.slice_update(dv, (0, j * bk, 0, 0), dv_j),
-            )
+            return carry, (dk_j, dv_j)
 
-        # Without a bias, a scalar stands in for its gradient in the loop state.
+        # Without a bias, a scalar stands in for its gradient in the scan's carry.
         d_bias = ops.zeros(()) if bias is None else ops.zeros_like(bias)
-        dq, d_bias = _fori_loop(
-            0, self.map.num_query_blocks, dq_block, (ops.zeros_like(q), d_bias)
-        )
-        dk, dv = _fori_loop(
-            0, self.map.num_key_blocks, dkv_block, (ops.zeros_like(k), ops.zeros_like(v))
-        )
+        d_bias, (dq,) = _map_blocks(self.map.num_query_blocks, dq_block, 1, d_bias)
+        _, (dk, dv) = _map_blocks(self.map.num_key_blocks, dkv_block, 2)
+        dq = _concatenate_blocks(dq, 1)
+        dk, dv = _concatenate_blocks(dk, 1), _concatenate_blocks(dv, 1)
         grads = [dq, dk, dv]
         if bias is not None:
             grads.append(d_bias)
@@ -274,6 +264,54 @@ def _add_bias_block(d_bias, ds, query_start, key_start):
     shape = ops.shape(ds)
     current = ops.slice(d_bias, start, shape)
     return ops.slice_update(d_bias, start, current + ds)
+
+
+def _map_blocks(count, body, outputs, carry=None):
+    """`body(carry, i) -> (carry, blocks)` for `i` in `range(count)`, in order.
+
+    `blocks` is a tuple of `outputs` float32 tensors. Returns the last carry and
+    each block stacked on a new leading axis. The blocks are collected (a list on
+    torch, TensorArrays on TensorFlow, one iteration at a time; `lax.scan` on JAX)
+    and stacked once: writing each into a full-length tensor instead copies that
+    tensor per block on torch and TensorFlow, a cost quadratic in the length.
+    """
+    carry = ops.zeros(()) if carry is None else carry
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return ops.scan(body, carry, ops.arange(count, dtype="int32"))
+    if backend == "torch":
+        blocks = []
+        for i in range(count):
+            carry, block_i = body(carry, i)
+            blocks.append(block_i)
+        return carry, tuple(ops.stack(b) for b in zip(*blocks))
+    import tensorflow as tf
+
+    def step(i, carry, arrays):
+        carry, blocks = body(carry, i)
+        return i + 1, carry, tuple(a.write(i, b) for a, b in zip(arrays, blocks))
+
+    arrays = tuple(tf.TensorArray("float32", size=count) for _ in range(outputs))
+    _, carry, arrays = tf.while_loop(
+        lambda i, *_: i < count, step, (0, carry, arrays), parallel_iterations=1
+    )
+    return carry, tuple(a.stack() for a in arrays)
+
+
+def _concatenate_blocks(stacked, axis):
+    """`(n, ..., block, ...)` stacked blocks as one tensor, blocks along `axis`."""
+    x = ops.moveaxis(stacked, 0, axis)  # (..., n, block, ...)
+    shape = ops.shape(x)
+    return ops.reshape(
+        x, (*shape[:axis], shape[axis] * shape[axis + 1], *shape[axis + 2 :])
+    )
+
+
+def _exp(x):
+    """`exp(x)` for `x <= 0`, clamped at -80 (e^-80 ≈ 2e-35, nothing next to the
+    row's largest term, 1): PyTorch's and TensorFlow's CPU kernels take a slow
+    path for the -1e30 logits of masked keys, which are zeroed afterwards."""
+    return ops.exp(ops.maximum(x, -80.0))
 
 
 def _fori_loop(lower, upper, body, init):

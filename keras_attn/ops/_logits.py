@@ -12,10 +12,9 @@ Tensors are in the grouped-query layout of the core, `(B, Hkv, G, bq, bk)`; a
 import keras
 from keras import ops
 
+from keras_attn.ops._grouped import group_mask_heads
 from keras_attn.ops._slicing import block
 from keras_attn.ops._slicing import pad_end
-
-from keras_attn.ops._grouped import group_mask_heads
 
 
 class LogitModifiers:

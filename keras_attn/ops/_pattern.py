@@ -109,7 +109,9 @@ class AttentionPattern:
             same = ops.equal(query_ids[:, :, None], key_ids[:, None, :])
             conditions.append(same[:, None])  # (B, 1, bq, bk)
         if self.mask is not None:
-            conditions.append(self._mask_block(query_start, query_size, key_start, key_size))
+            conditions.append(
+                self._mask_block(query_start, query_size, key_start, key_size)
+            )
         if self.mask_mod is not None:
             conditions.append(self._evaluate_mask_mod(q, k))
         if not conditions:
@@ -230,7 +232,8 @@ class _Padded(AttentionPattern):
         rows = 1 if mask.shape[2] == 1 else self.padded_query_length // query_block
         columns = 1 if mask.shape[3] == 1 else self.padded_key_length // key_block
         blocked = ops.reshape(
-            mask, (shape[0], shape[1], rows, shape[2] // rows, columns, shape[3] // columns)
+            mask,
+            (shape[0], shape[1], rows, shape[2] // rows, columns, shape[3] // columns),
         )
         any_allowed = ops.any(blocked, axis=(0, 1, 3, 5))  # (rows, columns)
         all_allowed = ops.all(blocked, axis=(0, 1, 3, 5))

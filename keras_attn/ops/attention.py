@@ -177,8 +177,14 @@ def dot_product_attention(
     unfusable = _unfusable_argument(pattern, modifiers, sinks)
     if implementation is None:
         implementation = _choose_implementation(
-            query, key, value, apply_dropout, return_attention_scores,
-            pattern, unfusable, chunk_size,
+            query,
+            key,
+            value,
+            apply_dropout,
+            return_attention_scores,
+            pattern,
+            unfusable,
+            chunk_size,
         )
     if implementation != "math" and (return_attention_scores or apply_dropout):
         needs = "return_attention_scores" if return_attention_scores else "dropout"
@@ -230,7 +236,13 @@ def _same_static_length(pattern):
 
 
 def _choose_implementation(
-    query, key, value, apply_dropout, return_attention_scores, pattern, unfusable,
+    query,
+    key,
+    value,
+    apply_dropout,
+    return_attention_scores,
+    pattern,
+    unfusable,
     chunk_size,
 ):
     if return_attention_scores or apply_dropout:
@@ -244,9 +256,11 @@ def _choose_implementation(
         fused_is_linear = unfusable is None and _fused_is_linear_memory()
         if score_bytes > CHUNKED_THRESHOLD_BYTES and not fused_is_linear:
             return "chunked"
-        # A window or documents rule out whole blocks: only chunked skips them.
+        # A window or documents rule out whole blocks: only chunked skips them
+        # (XLA's windowed kernel on CPU computes every block).
         sparse = pattern.sliding_window or pattern.segment_ids is not None
-        if sparse and unfusable and min(query_length, key_length) > chunk_size:
+        skips_blocks = unfusable is not None or not _has_gpu()
+        if sparse and skips_blocks and min(query_length, key_length) > chunk_size:
             return "chunked"
     if (
         unfusable is None
@@ -297,8 +311,13 @@ _GPU = None
 def _has_gpu():
     global _GPU
     if _GPU is None:
-        devices = keras.distribution.list_devices()
-        _GPU = any(d.lower().startswith(("gpu", "cuda")) for d in devices)
+        if keras.backend.backend() == "torch":  # keras.distribution has no torch lib
+            import torch
+
+            _GPU = torch.cuda.is_available()
+        else:
+            devices = keras.distribution.list_devices()
+            _GPU = any(d.lower().startswith(("gpu", "cuda")) for d in devices)
     return _GPU
 
 
