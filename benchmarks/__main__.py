@@ -22,6 +22,7 @@ CASES = (
     "long_sequence",
     "cached_decoding",
     "structured_attention",
+    "ring_decoding",
 )
 
 

@@ -185,9 +185,46 @@ def _decoding(r):
     return out + _table(["speed-up of keras_attn", "ratio"], ratios)
 
 
+def _structured(r):
+    from benchmarks._structured_report import markdown as structured_markdown
+
+    return list(structured_markdown(r))
+
+
+def _ring(r):
+    s = r["settings"]
+    early, late = r["steps_window_to_2window_s"], r["last_window_steps_s"]
+    bytes_ = ", ".join(
+        f"{v / 2**10:.0f} KiB after step {k}"
+        for k, v in r["cache_bytes_after_step"].items()
+    )
+    title = (
+        f"### ring_decoding: {s['tokens']} tokens, window {s['window']}, "
+        f"{s['num_layers']} layers of width {s['width']}"
+    )
+    rows = [
+        [f"{s['window']}..{2 * s['window']}", _fmt(early, 2, 1e3)],
+        [f"last {s['window']}", _fmt(late, 2, 1e3)],
+    ]
+    return (
+        [title, ""]
+        + _table(["steps", "ms per step"], rows)
+        + [
+            f"Last / early median: **{r['late_over_early']:.2f}** (target <= 1.2). "
+            f"Cache: {bytes_}. Tokens equal the uncached windowed forward at "
+            f"{r['positions_agreeing']} of {r['positions']} positions. "
+            f"{r['tokens_per_s']:.0f} tokens/s; first (compiling) step "
+            f"{r['first_step_s']:.2f} s.",
+            "",
+        ]
+    )
+
+
 _WRITERS = {
     "encoder_training": _encoder,
     "vit_inference": _vit,
     "long_sequence": _long,
     "cached_decoding": _decoding,
+    "structured_attention": _structured,
+    "ring_decoding": _ring,
 }
