@@ -96,7 +96,7 @@ class FlexAttentionPeerTest(TestCase):
         expected = forward(lambda q, k, v: flex(q, k, v, mask_mod, score_mod), inputs)
         for implementation in ("math", "chunked"):
 
-            def ours(q, k, v):
+            def ours(q, k, v, implementation=implementation):
                 return dot_product_attention(
                     q,
                     k,
@@ -108,7 +108,10 @@ class FlexAttentionPeerTest(TestCase):
                 )
 
             np.testing.assert_allclose(
-                forward(ours, inputs), expected, atol=1e-5, rtol=1e-5,
+                forward(ours, inputs),
+                expected,
+                atol=1e-5,
+                rtol=1e-5,
                 err_msg=implementation,
             )
 
@@ -120,7 +123,7 @@ class FlexAttentionPeerTest(TestCase):
         )
         for implementation in ("math", "chunked"):
             got = forward(
-                lambda q, k, v: dot_product_attention(
+                lambda q, k, v, implementation=implementation: dot_product_attention(
                     q,
                     k,
                     v,

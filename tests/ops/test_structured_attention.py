@@ -102,9 +102,10 @@ class StructuredAttentionTest(TestCase):
     def test_fully_masked_rows_give_zeros_and_finite_gradients(self):
         case = make_case(("segments", "bias", "soft_cap", "score_mod"), 7)
         # Row 0 of the first batch: a query segment no key has.
-        query_ids, key_ids = reference.sorted_segments(
-            np.random.default_rng(1), 2, 11
-        ), reference.sorted_segments(np.random.default_rng(2), 2, 11)
+        query_ids, key_ids = (
+            reference.sorted_segments(np.random.default_rng(1), 2, 11),
+            reference.sorted_segments(np.random.default_rng(2), 2, 11),
+        )
         query_ids[0, :3] = 99
         case.options["segment_ids"] = (query_ids, key_ids)
         for implementation in ("math", "chunked"):
@@ -145,7 +146,17 @@ def zlib_seed(kinds):
 
 class FusedRefusalTest(TestCase):
     @parameterized.named_parameters(
-        *[(kind, kind) for kind in ("segments", "bias", "soft_cap", "sinks", "mask_mod", "score_mod")]
+        *[
+            (kind, kind)
+            for kind in (
+                "segments",
+                "bias",
+                "soft_cap",
+                "sinks",
+                "mask_mod",
+                "score_mod",
+            )
+        ]
     )
     def test_forcing_the_fused_path_on_what_it_cannot_express_raises(self, kind):
         case = make_case((kind,), 17, heads=4, kv_heads=4)
@@ -153,7 +164,17 @@ class FusedRefusalTest(TestCase):
             attend(case, "fused")
 
     @parameterized.named_parameters(
-        *[(kind, kind) for kind in ("segments", "bias", "soft_cap", "sinks", "mask_mod", "score_mod")]
+        *[
+            (kind, kind)
+            for kind in (
+                "segments",
+                "bias",
+                "soft_cap",
+                "sinks",
+                "mask_mod",
+                "score_mod",
+            )
+        ]
     )
     def test_the_automatic_choice_falls_back_and_stays_exact(self, kind):
         case = make_case((kind,), 19, heads=4, kv_heads=4)
@@ -168,12 +189,17 @@ def test_reference_reproduces_the_worked_example(unused):
     case = reference.Case(np.random.default_rng(0), 1, 1, 4, 1, 1, 3)
     case.q = np.array([[[[0.990, 0.099, 0.099]]]], dtype="float32")
     case.k = np.array(
-        [[0.050, 0.000, 0.998], [0.020, 0.020, 0.999], [0.976, 0.098, 0.195],
-         [0.020, 0.999, 0.020]], dtype="float32",
+        [
+            [0.050, 0.000, 0.998],
+            [0.020, 0.020, 0.999],
+            [0.976, 0.098, 0.195],
+            [0.020, 0.999, 0.020],
+        ],
+        dtype="float32",
     )[None, :, None, :]
-    case.v = np.array(
-        [[1, 2, 5], [1, 1, 5], [3, 2, 4], [6, 1, 2]], dtype="float32"
-    )[None, :, None, :]
+    case.v = np.array([[1, 2, 5], [1, 1, 5], [3, 2, 4], [6, 1, 2]], dtype="float32")[
+        None, :, None, :
+    ]
     case.options["scale"] = 1.0
     output = reference.reference(case)[0]
     np.testing.assert_allclose(output[0, 0, 0], [2.805, 1.631, 4.005], atol=2e-3)
