@@ -2,10 +2,11 @@
 
 Seeded: each of `CASES` draws a shape (from `SHAPES`: lengths that do not divide
 the block size, `T != S`, grouped and multi-query heads), a block size, a random
-subset of the mask and score kinds with random parameters, and a path, then compares the output with the dense NumPy reference. A mismatch
-fails with the seed and the whole case, so that it can be replayed with
-`draw_case(seed)`. Gradients of every kind and pair are in
-`test_structured_attention.py`; this one looks for forward-pass corner cases.
+subset of the mask and score kinds with random parameters, and a path, then
+compares the output with the dense NumPy reference. A mismatch fails with the
+seed and the whole case, so that it can be replayed with `draw_case(seed)`.
+Gradients of every kind and pair are in `test_structured_attention.py`; this one
+looks for forward-pass corner cases.
 """
 
 import contextlib
