@@ -203,3 +203,104 @@ def test_reference_reproduces_the_worked_example(unused):
     case.options["scale"] = 1.0
     output = reference.reference(case)[0]
     np.testing.assert_allclose(output[0, 0, 0], [2.805, 1.631, 4.005], atol=2e-3)
+
+
+class StructuredValidationTest(TestCase):
+    """Bad input raises a ValueError naming the argument and the value."""
+
+    def setUp(self):
+        super().setUp()
+        self.case = make_case((), 23)
+
+    def assert_refused(self, pattern, implementation="math", **options):
+        with self.assertRaisesRegex(ValueError, pattern):
+            dot_product_attention(
+                self.case.q,
+                self.case.k,
+                self.case.v,
+                implementation=implementation,
+                **options,
+            )
+
+    @parameterized.named_parameters(
+        ("zero", 0), ("negative", -3), ("float", 2.5), ("bool", True)
+    )
+    def test_window_below_one_or_not_an_integer(self, window):
+        self.assert_refused(
+            rf"`sliding_window` must be an integer >= 1; received {window!r}",
+            sliding_window=window,
+        )
+
+    def test_float_segment_ids(self):
+        ids = np.zeros((2, 11), "float32")
+        self.assert_refused(
+            "`segment_ids` must hold integer ids; received a tensor of dtype float32",
+            segment_ids=ids,
+        )
+
+    @parameterized.named_parameters(
+        ("wrong_length", (2, 10)), ("wrong_batch", (3, 11)), ("rank_3", (2, 11, 1))
+    )
+    def test_segment_ids_of_the_wrong_shape(self, shape):
+        self.assert_refused(
+            rf"`segment_ids` must be .*received shape \({shape[0]}, {shape[1]}",
+            segment_ids=np.zeros(shape, "int32"),
+        )
+
+    def test_single_segment_ids_for_cross_attention(self):
+        case = make_case((), 29, query_length=5, key_length=7)
+        with self.assertRaisesRegex(ValueError, "or a pair"):
+            dot_product_attention(
+                case.q, case.k, case.v, segment_ids=np.zeros((2, 5), "int32")
+            )
+
+    @parameterized.named_parameters(
+        ("wrong_keys", (2, 4, 11, 10)),
+        ("wrong_heads", (3, 11, 11)),
+        ("rank_5", (1, 2, 4, 11, 11)),
+    )
+    def test_bias_that_does_not_broadcast(self, shape):
+        self.assert_refused(
+            r"`bias` must be a float tensor broadcastable to \(batch, heads, "
+            r"query_length, key_length\) = \(2, 4, 11, 11\); received a float32 "
+            rf"tensor of shape \({', '.join(map(str, shape))}\)",
+            bias=np.zeros(shape, "float32"),
+        )
+
+    def test_boolean_bias(self):
+        self.assert_refused(
+            "`bias` must be a float tensor .* received a bool tensor",
+            bias=np.ones((11, 11), bool),
+        )
+
+    @parameterized.named_parameters(("zero", 0.0), ("negative", -1.0))
+    def test_soft_cap_not_positive(self, cap):
+        self.assert_refused(
+            rf"`logit_soft_cap` must be a positive number; received {cap!r}",
+            logit_soft_cap=cap,
+        )
+
+    @parameterized.named_parameters(
+        ("too_few", (3,)), ("per_kv_head", (2,)), ("2d", (4, 1))
+    )
+    def test_sinks_of_the_wrong_length(self, shape):
+        self.assert_refused(
+            r"`sinks` must be a float tensor of shape \(num_heads,\) = \(4,\); "
+            rf"received a float32 tensor of shape \({shape[0]},",
+            sinks=np.zeros(shape, "float32"),
+        )
+
+    @parameterized.named_parameters(("math", "math"), ("chunked", "chunked"))
+    def test_mask_mod_that_does_not_return_booleans(self, implementation):
+        def mask_mod(batch, head, q_idx, kv_idx):
+            return ops.cast(kv_idx <= q_idx, "float32")
+
+        self.assert_refused(
+            "`mask_mod` must return a boolean tensor .* it returned float32",
+            implementation=implementation,
+            mask_mod=mask_mod,
+            chunk_size=CHUNK,
+        )
+
+    def test_modifier_that_is_not_callable(self):
+        self.assert_refused("`score_mod` must be None or a callable", score_mod="tanh")
