@@ -18,6 +18,49 @@ from keras import ops
 
 from keras_attn import _checks
 
+# The constructor arguments of `MultiHeadAttention` that each projection receives.
+SUBLAYER_ARGUMENTS = (
+    "kernel_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "bias_constraint",
+)
+
+
+def build_projections(layer, query_shape, value_shape, key_shape):
+    """`layer`'s four projections, built: `(query, key, value, attention_output)`.
+
+    Inputs of rank 3; `key_shape` defaults to `value_shape`. Assign the four in
+    that order: Keras lists sublayer weights in assignment order, and
+    `keras.layers.MultiHeadAttention` lists them so.
+    """
+    key_shape = value_shape if key_shape is None else key_shape
+    shapes = {"query": query_shape, "value": value_shape, "key": key_shape}
+    for name, shape in shapes.items():
+        _checks.check_rank(_checks.owner_name(layer), name, shape, 3)
+    heads, kv_heads = layer.num_heads, layer.kv_heads
+    query = projection("query", heads, layer.key_dim, **_arguments(layer))
+    query.build(query_shape)
+    key = projection("key", kv_heads, layer.key_dim, **_arguments(layer))
+    key.build(key_shape)
+    value = projection("value", kv_heads, layer.head_value_dim, **_arguments(layer))
+    value.build(value_shape)
+    features = layer.output_shape_ or query_shape[-1]
+    output = output_projection(features, **_arguments(layer))
+    output.build((*query_shape[:2], heads, layer.head_value_dim))
+    return query, key, value, output
+
+
+def _arguments(layer):
+    """`layer`'s sublayer arguments, initializers cloned so that no two
+    sublayers share a random state."""
+    arguments = {name: getattr(layer, name) for name in SUBLAYER_ARGUMENTS}
+    for name in ("kernel_initializer", "bias_initializer"):
+        arguments[name] = arguments[name].clone()
+    return dict(arguments, use_bias=layer.use_bias, dtype=layer.dtype_policy)
+
 
 def projection(name, heads, head_dim, use_bias, **sublayer_arguments):
     """An `EinsumDense` from `(B, T, d)` to `(B, T, heads, head_dim)`."""

@@ -5,6 +5,11 @@ Each sub-block is `x + dropout(f(norm(x)))` (pre-LN, `normalize_first=True`) or
 out, `f` between `_pre_norm` and `_residual_add`. Sublayer names and their build
 order follow keras-hub, so weights copy across with `set_weights`.
 
+The self-attention's structure (`sliding_window`, `logit_soft_cap`,
+`use_attention_sinks`, `rotary_embedding`) is configured here and its per-call
+inputs (`segment_ids`, `attention_bias`, `positions`) pass to it unchanged; the
+decoder's cross-attention takes none of them.
+
 Masks are normalised once, here, on their way down: a block turns its padding and
 attention masks into one boolean `(B|1, H|1, T|1, S)` mask (`_attention_mask`), so
 an error names the block and its argument, and the attention layer and the core
@@ -16,6 +21,7 @@ from keras import ops
 
 from keras_attn import _checks
 from keras_attn._keras_private import get_keras_mask
+from keras_attn.layers import _attention_inputs
 from keras_attn.layers.multi_head_attention import MultiHeadAttention
 from keras_attn.ops.masks import as_attention_mask
 from keras_attn.ops.masks import as_boolean_mask
@@ -36,6 +42,10 @@ class TransformerBlock(keras.layers.Layer):
         num_key_value_heads=None,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        sliding_window=None,
+        logit_soft_cap=None,
+        use_attention_sinks=False,
+        rotary_embedding=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -59,6 +69,16 @@ class TransformerBlock(keras.layers.Layer):
         self.normalize_first = bool(normalize_first)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        if isinstance(rotary_embedding, dict):  # as `get_config` wrote it
+            rotary_embedding = keras.saving.deserialize_keras_object(rotary_embedding)
+        self.rotary_embedding = rotary_embedding
+        (
+            self.sliding_window,
+            self.logit_soft_cap,
+            self.use_attention_sinks,
+        ) = _attention_inputs.check_structure(
+            owner, sliding_window, logit_soft_cap, use_attention_sinks
+        )
         self.supports_masking = True
 
     def _check_hidden_dim(self, sequence_shape, argument):
@@ -74,7 +94,20 @@ class TransformerBlock(keras.layers.Layer):
             )
         return hidden_dim
 
-    def _build_attention(self, name, query_shape, value_shape):
+    def _build_self_attention(self, sequence_shape):
+        """`self_attention`, with the block's window, soft cap, sinks and rotary."""
+        return self._build_attention(
+            "self_attention",
+            sequence_shape,
+            sequence_shape,
+            sliding_window=self.sliding_window,
+            logit_soft_cap=self.logit_soft_cap,
+            use_attention_sinks=self.use_attention_sinks,
+            # A copy: the attention builds its own, the block's config stays.
+            rotary_embedding=_copy(self.rotary_embedding),
+        )
+
+    def _build_attention(self, name, query_shape, value_shape, **structure):
         hidden_dim = query_shape[-1]
         attention = MultiHeadAttention(
             num_heads=self.num_heads,
@@ -85,6 +118,7 @@ class TransformerBlock(keras.layers.Layer):
             bias_initializer=self.bias_initializer.clone(),
             dtype=self.dtype_policy,
             name=name,
+            **structure,
         )
         attention.build(query_shape, value_shape)
         return attention
@@ -184,6 +218,16 @@ class TransformerBlock(keras.layers.Layer):
                     self.kernel_initializer
                 ),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "sliding_window": self.sliding_window,
+                "logit_soft_cap": self.logit_soft_cap,
+                "use_attention_sinks": self.use_attention_sinks,
+                "rotary_embedding": keras.saving.serialize_keras_object(
+                    self.rotary_embedding
+                ),
             }
         )
         return config
+
+
+def _copy(layer):
+    return None if layer is None else layer.__class__.from_config(layer.get_config())

@@ -1,29 +1,14 @@
 """Multi-head attention with grouped-query heads, rotary positions and a KV cache."""
 
-import functools
-
 import keras
-from keras import ops
 
 from keras_attn import _checks
+from keras_attn.layers import _attention_inputs
 from keras_attn.layers import _kv_cache
 from keras_attn.layers import _projections
 from keras_attn.layers._score_recording import recorder_for
 from keras_attn.ops.attention import IMPLEMENTATIONS
 from keras_attn.ops.attention import dot_product_attention
-from keras_attn.ops.masks import as_attention_mask
-from keras_attn.ops.masks import as_boolean_mask
-from keras_attn.ops.masks import check_attention_mask
-
-_KERAS_MASKS = ("query_mask", "value_mask", "key_mask")
-_SUBLAYER_ARGUMENTS = (
-    "kernel_initializer",
-    "bias_initializer",
-    "kernel_regularizer",
-    "bias_regularizer",
-    "kernel_constraint",
-    "bias_constraint",
-)
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -66,6 +51,12 @@ class MultiHeadAttention(keras.layers.Layer):
             `"math"`: the path of `keras_attn.ops.dot_product_attention` every
             call takes, except calls that return scores or apply dropout, which
             only the math path computes.
+        sliding_window: optional int `W >= 1`: query `i` attends key `j` only if
+            `|i - j| < W` (causal: `i - W < j <= i`); cached decoding keeps a
+            ring buffer of `min(W, max_length)` slots.
+        logit_soft_cap: optional float `c > 0`: logits become `c·tanh(x / c)`.
+        use_attention_sinks: learn a sink logit per head (weight
+            `attention_sinks` `(num_heads,)`, zeros) in the softmax denominator.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -82,10 +73,17 @@ class MultiHeadAttention(keras.layers.Layer):
         training: whether dropout is active.
         cache: optional key/value cache `(B, 2, S_max, num_key_value_heads,
             key_dim)` (see `initialize_cache` and `precompute_cache`).
-        cache_update_index: with `cache`, the position where the keys and values
-            of this call's `key`/`value` are written before attending over the
-            whole cache. Without it, the cache is used as it is (cross-attention
-            over precomputed encoder keys and values).
+        cache_update_index: with `cache`, the position of this call's first
+            token, where its keys and values are written; the call attends the
+            whole cache (a ring: its `R` slots and the `T` new keys). Without
+            it, the cache is used as it is (precomputed cross-attention).
+        segment_ids: optional integer `(B, T)`, or a pair `((B, T), (B, S))`:
+            a query attends only keys of its own segment. Not with `cache`.
+        attention_bias: optional float, broadcastable to `(B, num_heads, T, S)`,
+            added to the scaled logits. Not with a ring-buffer cache.
+        positions: optional rotary positions `(T,)` or `(B, T)` of queries and
+            keys, or a pair `(query_positions, key_positions)`, instead of
+            `cache_update_index + arange(T)` (masks and cache slots keep those).
         query_mask, value_mask, key_mask: Keras masks `(B, T)` / `(B, S)`,
             filled in by Keras from the inputs; ignored when `cache` is given.
 
@@ -101,6 +99,10 @@ class MultiHeadAttention(keras.layers.Layer):
         x, x, use_causal_mask=True
     )
     model = keras.Model(x, y)
+    # Gemma 2's local layers: a window and a soft cap; a cache of 4096 slots.
+    local = keras_attn.layers.MultiHeadAttention(
+        num_heads=8, key_dim=32, sliding_window=4096, logit_soft_cap=50.0
+    )
     ```
 
     References:
@@ -127,6 +129,9 @@ class MultiHeadAttention(keras.layers.Layer):
         bias_constraint=None,
         seed=None,
         implementation=None,
+        sliding_window=None,
+        logit_soft_cap=None,
+        use_attention_sinks=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -153,6 +158,13 @@ class MultiHeadAttention(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
+        (
+            self.sliding_window,
+            self.logit_soft_cap,
+            self.use_attention_sinks,
+        ) = _attention_inputs.check_structure(
+            owner, sliding_window, logit_soft_cap, use_attention_sinks
+        )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
@@ -166,42 +178,24 @@ class MultiHeadAttention(keras.layers.Layer):
         return self.value_dim or self.key_dim
 
     def build(self, query_shape, value_shape=None, key_shape=None):
-        owner = _checks.owner_name(self)
         self._check_key_value(value_shape, key_shape, precomputed=False)
-        key_shape = value_shape if key_shape is None else key_shape
-        shapes = {"query": query_shape, "value": value_shape, "key": key_shape}
-        for name, shape in shapes.items():
-            _checks.check_rank(owner, name, shape, 3)
-        self.query = self._projection("query", self.num_heads, self.key_dim)
-        self.query.build(query_shape)
-        self.key = self._projection("key", self.kv_heads, self.key_dim)
-        self.key.build(key_shape)
-        self.value = self._projection("value", self.kv_heads, self.head_value_dim)
-        self.value.build(value_shape)
-        self.attention_output = _projections.output_projection(
-            self.output_shape_ or query_shape[-1],
-            self.use_bias,
-            **self._sublayer_arguments(),
+        projections = _projections.build_projections(
+            self, query_shape, value_shape, key_shape
         )
-        heads_shape = (*query_shape[:2], self.num_heads, self.head_value_dim)
-        self.attention_output.build(heads_shape)
+        self.query, self.key, self.value, self.attention_output = projections
         if self.rotary_embedding is not None:
             self.rotary_embedding.build(
                 (query_shape[0], query_shape[1], self.num_heads, self.key_dim)
             )
-
-    def _projection(self, name, heads, head_dim):
-        arguments = self._sublayer_arguments()
-        return _projections.projection(
-            name, heads, head_dim, self.use_bias, **arguments
-        )
-
-    def _sublayer_arguments(self):
-        arguments = {name: getattr(self, name) for name in _SUBLAYER_ARGUMENTS}
-        for name in ("kernel_initializer", "bias_initializer"):
-            # Cloned, so that sublayers never share a random state.
-            arguments[name] = arguments[name].clone()
-        return dict(arguments, dtype=self.dtype_policy)
+        # After the projections: with sinks off, the weights are Keras' layer's.
+        self.attention_sinks = None
+        if self.use_attention_sinks:
+            self.attention_sinks = self.add_weight(
+                name="attention_sinks",
+                shape=(self.num_heads,),
+                initializer="zeros",
+                autocast=False,  # float32 logits under mixed precision too
+            )
 
     def call(
         self,
@@ -214,13 +208,26 @@ class MultiHeadAttention(keras.layers.Layer):
         training=None,
         cache=None,
         cache_update_index=None,
+        segment_ids=None,
+        attention_bias=None,
+        positions=None,
         query_mask=None,
         value_mask=None,
         key_mask=None,
     ):
+        owner = _checks.owner_name(self)
         precomputed = cache is not None and cache_update_index is None
         self._check_key_value(_shape(value), _shape(key), precomputed)
+        stepping = cache is not None and not precomputed
+        ring = stepping and self.sliding_window is not None
+        _attention_inputs.check_cached_call(
+            owner, cache, ring, segment_ids, attention_mask, attention_bias
+        )
         key = value if key is None else key
+        key_shape = query.shape if key is None else key.shape
+        query_positions, key_positions = _attention_inputs.positions(
+            owner, positions, query.shape, key_shape, self.rotary_embedding
+        )
         start = 0 if cache_update_index is None else cache_update_index
         if precomputed:
             q = self.query(query)  # (B, T, H, Dk)
@@ -228,24 +235,38 @@ class MultiHeadAttention(keras.layers.Layer):
         else:
             # (B, T, H, Dk), (B, S, Hkv, Dk), (B, S, Hkv, Dv)
             q, k, v = _projections.project(self, query, key, value)
-            if self.rotary_embedding is not None:
-                k = self.rotary_embedding(k, start_index=start)
-            if cache is not None:
-                self._check_cacheable()
-                cache = _kv_cache.write(cache, k, v, cache_update_index, self.path)
-                k, v = cache[:, 0], cache[:, 1]  # (B, S_max, Hkv, Dk)
-        if self.rotary_embedding is not None:
-            q = self.rotary_embedding(q, start_index=start)
+            k = self._rotate(k, start, key_positions)
+        q = self._rotate(q, start, query_positions)
+        if stepping:
+            self._check_cacheable()
+            # (B, S', Hkv, Dk) attended: the cache's slots (+ the new keys, ring).
+            k, v, visible, cache = _kv_cache.step(
+                cache, k, v, start, use_causal_mask, self.sliding_window, self.path
+            )
+        score_shape = (q.shape[0], self.num_heads, q.shape[1], k.shape[1])
         # Keras masks are those of the inputs, not of the cache: unused with one.
         keras_masks = (query_mask, value_mask, None if key is value else key_mask)
-        masks = self._masks(q, k, attention_mask, keras_masks if cache is None else ())
-        if cache is not None and not precomputed:
-            masks.append(_kv_cache.visible_slots(q, k, start, use_causal_mask))
-        # Without a cache the causal mask has no offset: pass it as `is_causal`, so
-        # no (T, S) mask is built (the fused and chunked paths make it per block).
-        is_causal = bool(use_causal_mask) and cache is None
         attended, scores = self._attend(
-            q, k, v, masks, is_causal, return_attention_scores, training
+            q,
+            k,
+            v,
+            training,
+            return_attention_scores,
+            mask=_attention_inputs.mask(
+                owner,
+                score_shape,
+                attention_mask,
+                keras_masks if cache is None else (),
+                visible if stepping else None,
+            ),
+            # Without a cache, causal and window rules have no offset: the core
+            # applies them per block, and no (T, S) mask is built.
+            is_causal=bool(use_causal_mask) and cache is None,
+            sliding_window=None if stepping else self.sliding_window,
+            segment_ids=_attention_inputs.segment_ids(
+                owner, segment_ids, query.shape, key_shape
+            ),
+            bias=_attention_inputs.bias(owner, attention_bias, score_shape),
         )
         outputs = (self.attention_output(attended),)  # (B, T, F)
         if return_attention_scores:
@@ -254,8 +275,14 @@ class MultiHeadAttention(keras.layers.Layer):
             outputs += (cache,)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _attend(self, q, k, v, masks, is_causal, return_attention_scores, training):
-        """The attention core over the heads: `(B, T, H, Dv)` and the scores."""
+    def _rotate(self, x, start, positions):
+        """`x` `(B, T, heads, Dk)` rotated at `positions`, else `start + arange(T)`."""
+        if self.rotary_embedding is None:
+            return x
+        return self.rotary_embedding(x, start_index=start, positions=positions)
+
+    def _attend(self, q, k, v, training, return_attention_scores, **pattern):
+        """The core over the heads, `(B, T, H, Dv)`, and the scores (or None)."""
         # Inside `keras_attn.inspect.attention_maps` only: keep the scores too.
         record = recorder_for(self)
         needs_scores = return_attention_scores or record is not None
@@ -266,63 +293,34 @@ class MultiHeadAttention(keras.layers.Layer):
             q,
             k,
             v,
-            mask=functools.reduce(ops.logical_and, masks) if masks else None,
-            is_causal=is_causal,
             dropout_rate=self.dropout,
             training=training,
             return_attention_scores=needs_scores,
             implementation=implementation,
             seed=self.seed_generator,
+            logit_soft_cap=self.logit_soft_cap,
+            sinks=self.attention_sinks,
+            **pattern,
         )
         attended, scores = attended if needs_scores else (attended, None)
         if record is not None:
             record(scores)
         return attended, scores
 
-    def _masks(self, q, k, attention_mask, keras_masks):
-        """`attention_mask` and the Keras masks `(query, value, key)`, rank 4."""
-        owner = _checks.owner_name(self)
-        masks = []
-        if attention_mask is not None:
-            mask = as_attention_mask(attention_mask, owner, "attention_mask")
-            score_shape = (q.shape[0], self.num_heads, q.shape[1], k.shape[1])
-            check_attention_mask(mask, score_shape, owner, "attention_mask")
-            masks.append(mask)
-        for argument, mask in zip(_KERAS_MASKS, keras_masks):
-            if mask is not None:
-                mask = as_boolean_mask(mask, owner, argument)
-                is_query = argument == "query_mask"  # (B, 1, T, 1), else (B, 1, 1, S)
-                masks.append(
-                    mask[:, None, :, None] if is_query else mask[:, None, None]
-                )
-        return masks
-
     def _check_key_value(self, value_shape, key_shape, precomputed):
-        """`value` is needed without precomputed keys; `key` has its length."""
         owner = _checks.owner_name(self)
-        if value_shape is None and not precomputed:
-            expected = "a tensor unless `cache` holds precomputed keys and values"
-            _checks.fail(owner, "value", None, expected)
-        if value_shape is None or key_shape is None:
-            return
-        lengths = tuple(key_shape)[1:-1], tuple(value_shape)[1:-1]
-        if len(lengths[0]) != len(lengths[1]) or any(
-            None not in pair and pair[0] != pair[1] for pair in zip(*lengths)
-        ):
-            raise ValueError(
-                f"{owner}: arguments `key` and `value` must be equal in length "
-                f"(every axis but the last); received key of shape "
-                f"{tuple(key_shape)} and value of shape {tuple(value_shape)}."
-            )
+        _attention_inputs.check_key_value(owner, value_shape, key_shape, precomputed)
 
     def _check_cacheable(self):
         owner = _checks.owner_name(self)
         _kv_cache.check_head_dims(owner, self.key_dim, self.head_value_dim)
 
     def initialize_cache(self, batch_size, max_length, dtype=None):
-        """An empty key/value cache `(batch, 2, max_length, kv_heads, key_dim)`."""
+        """An empty cache `(batch, 2, length, kv_heads, key_dim)`: `max_length`
+        slots, or a ring of `min(sliding_window, max_length)` (constant memory)."""
         self._check_cacheable()
-        shape = (batch_size, 2, max_length, self.kv_heads, self.key_dim)
+        length = _kv_cache.cache_length(max_length, self.sliding_window)
+        shape = (batch_size, 2, length, self.kv_heads, self.key_dim)
         return _kv_cache.zeros(shape, dtype or self.compute_dtype, self.path)
 
     def precompute_cache(self, value, key=None):
@@ -354,7 +352,7 @@ class MultiHeadAttention(keras.layers.Layer):
         training=None,
         cache=None,
         cache_update_index=None,
-        **keras_masks,
+        **other_arguments,
     ):
         """What `call` returns, as `KerasTensor`s: output, [scores], [cache]."""
         precomputed = cache is not None and cache_update_index is None
@@ -362,7 +360,9 @@ class MultiHeadAttention(keras.layers.Layer):
         output_shape = self.compute_output_shape(query.shape)
         specs = [keras.KerasTensor(output_shape, dtype=self.compute_dtype)]
         if return_attention_scores:
+            ring = not precomputed and self.sliding_window is not None
             key_length = value.shape[1] if cache is None else cache.shape[2]
+            key_length = _kv_cache.attended_length(key_length, query.shape[1], ring)
             scores_shape = (query.shape[0], self.num_heads, query.shape[1], key_length)
             specs.append(keras.KerasTensor(scores_shape, dtype=self.compute_dtype))
         if cache is not None:
@@ -382,10 +382,13 @@ class MultiHeadAttention(keras.layers.Layer):
                 "output_shape": self.output_shape_,
                 "implementation": self.implementation,
                 "seed": self.seed,
+                "sliding_window": self.sliding_window,
+                "logit_soft_cap": self.logit_soft_cap,
+                "use_attention_sinks": self.use_attention_sinks,
             }
         )
         # Initializers, regularizers, constraints; a layer or None.
-        for name in ("rotary_embedding", *_SUBLAYER_ARGUMENTS):
+        for name in ("rotary_embedding", *_projections.SUBLAYER_ARGUMENTS):
             config[name] = keras.saving.serialize_keras_object(getattr(self, name))
         return config
 

@@ -3,6 +3,7 @@
 import keras
 
 from keras_attn import _checks
+from keras_attn.layers import _kv_cache
 from keras_attn.layers._transformer_block import TransformerBlock
 
 
@@ -36,6 +37,16 @@ class TransformerDecoder(TransformerBlock):
         num_key_value_heads: key/value heads for grouped-query attention.
         kernel_initializer: initializer of the dense kernels.
         bias_initializer: initializer of the dense biases.
+        sliding_window: optional int `W >= 1`: a token attends only the last
+            `W` tokens (itself included); cached decoding then keeps a ring
+            buffer of `min(W, max_length)` slots (`initialize_cache`).
+        logit_soft_cap: optional float `c > 0`: self-attention logits become
+            `c * tanh(x / c)`.
+        use_attention_sinks: learn a sink logit per head in the self-attention
+            softmax (`self_attention/attention_sinks`).
+        rotary_embedding: optional `keras_attn.layers.RotaryEmbedding` of the
+            self-attention's queries and keys. The cross-attention takes none
+            of these four.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -52,7 +63,9 @@ class TransformerDecoder(TransformerBlock):
         encoder_attention_mask: optional mask broadcastable to `(B, T, S)`.
             Masks are boolean or 0/1 integers; a float (additive) mask raises
             a `ValueError`.
-        self_attention_cache: optional cache `(B, 2, T_max, kv_heads, head_dim)`.
+        self_attention_cache: optional cache `(B, 2, T_max, kv_heads, head_dim)`
+            (with a sliding window, a ring of `min(W, T_max)` slots, which
+            takes no decoder padding or attention mask).
         self_attention_cache_update_index: position of this call's first token
             in the cache.
         cross_attention_cache: optional precomputed encoder keys and values
@@ -64,6 +77,13 @@ class TransformerDecoder(TransformerBlock):
             `(B, num_heads, T, T)` and, with cross-attention, the cross-attention
             weights `(B, num_heads, T, S)`.
         training: whether dropout is active.
+        segment_ids: optional integer `(B, T)`: a token attends only tokens of
+            its own segment (packed documents); not with a cache.
+        attention_bias: optional float tensor broadcastable to
+            `(B, num_heads, T, T)` (with a plain cache `(..., T, T_max)`),
+            added to the self-attention logits.
+        positions: optional `(T,)` or `(B, T)` rotary positions (needs a
+            `rotary_embedding`), e.g. restarting at 0 in each packed document.
 
     Returns:
         `outputs` `(B, T, hidden_dim)`, then the scores if requested
@@ -89,9 +109,7 @@ class TransformerDecoder(TransformerBlock):
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         self._check_hidden_dim(decoder_sequence_shape, "decoder_sequence")
-        self.self_attention = self._build_attention(
-            "self_attention", decoder_sequence_shape, decoder_sequence_shape
-        )
+        self.self_attention = self._build_self_attention(decoder_sequence_shape)
         self.self_attention_layer_norm = self._build_norm(
             "self_attention_layer_norm", decoder_sequence_shape
         )
@@ -122,6 +140,9 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask=True,
         return_attention_scores=False,
         training=None,
+        segment_ids=None,
+        attention_bias=None,
+        positions=None,
     ):
         self._check_encoder_arguments(encoder_sequence, cross_attention_cache)
         cached = self_attention_cache is not None
@@ -144,6 +165,9 @@ class TransformerDecoder(TransformerBlock):
                 training=training,
                 cache=self_attention_cache,
                 cache_update_index=self_attention_cache_update_index,
+                segment_ids=segment_ids,
+                attention_bias=attention_bias,
+                positions=positions,
             ),
             return_attention_scores,
             cached,
@@ -225,7 +249,8 @@ class TransformerDecoder(TransformerBlock):
             )
 
     def initialize_cache(self, batch_size, max_length, dtype=None):
-        """An empty self-attention cache for `max_length` decoder positions."""
+        """An empty self-attention cache for `max_length` decoder positions (with
+        a sliding window `W`, a ring buffer of `min(W, max_length)` slots)."""
         return self.self_attention.initialize_cache(batch_size, max_length, dtype)
 
     def precompute_cross_attention_cache(self, encoder_sequence):
@@ -249,13 +274,20 @@ class TransformerDecoder(TransformerBlock):
         use_causal_mask=True,
         return_attention_scores=False,
         training=None,
+        segment_ids=None,
+        attention_bias=None,
+        positions=None,
     ):
         self._check_encoder_arguments(encoder_sequence, cross_attention_cache)
         cached = self_attention_cache is not None
         output_shape = self.compute_output_shape(decoder_sequence.shape)
         x = keras.KerasTensor(output_shape, dtype=self.compute_dtype)
         length = decoder_sequence.shape[1]
-        key_length = self_attention_cache.shape[2] if cached else length
+        key_length = length
+        if cached:  # a ring also attends the step's own keys
+            key_length = _kv_cache.attended_length(
+                self_attention_cache.shape[2], length, self.sliding_window is not None
+            )
         scores = [self._scores_spec(decoder_sequence, key_length)]
         caches = [_spec_like(self_attention_cache)]
         if self.has_cross_attention:

@@ -27,6 +27,14 @@ class TransformerEncoder(TransformerBlock):
         num_key_value_heads: key/value heads for grouped-query attention.
         kernel_initializer: initializer of the dense kernels.
         bias_initializer: initializer of the dense biases.
+        sliding_window: optional int `W >= 1`: a token attends only tokens
+            fewer than `W` positions away.
+        logit_soft_cap: optional float `c > 0`: self-attention logits become
+            `c * tanh(x / c)`.
+        use_attention_sinks: learn a sink logit per head in the self-attention
+            softmax (`self_attention/attention_sinks`).
+        rotary_embedding: optional `keras_attn.layers.RotaryEmbedding` of the
+            self-attention's queries and keys.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -38,6 +46,12 @@ class TransformerEncoder(TransformerBlock):
             masks are refused with a `ValueError`.
         return_attention_scores: also return the weights `(B, num_heads, T, T)`.
         training: whether dropout is active.
+        segment_ids: optional integer `(B, T)`: a token attends only tokens of
+            its own segment (packed documents).
+        attention_bias: optional float tensor broadcastable to
+            `(B, num_heads, T, T)`, added to the self-attention logits.
+        positions: optional `(T,)` or `(B, T)` rotary positions (needs a
+            `rotary_embedding`), e.g. restarting at 0 in each packed document.
 
     Returns:
         `outputs` `(B, T, hidden_dim)`; with `return_attention_scores`,
@@ -59,9 +73,7 @@ class TransformerEncoder(TransformerBlock):
 
     def build(self, inputs_shape):
         self._check_hidden_dim(inputs_shape, "inputs")
-        self.self_attention = self._build_attention(
-            "self_attention", inputs_shape, inputs_shape
-        )
+        self.self_attention = self._build_self_attention(inputs_shape)
         self.self_attention_layer_norm = self._build_norm(
             "self_attention_layer_norm", inputs_shape
         )
@@ -74,6 +86,9 @@ class TransformerEncoder(TransformerBlock):
         attention_mask=None,
         return_attention_scores=False,
         training=None,
+        segment_ids=None,
+        attention_bias=None,
+        positions=None,
     ):
         mask = self._attention_mask(padding_mask, attention_mask, keys=inputs)
         residual = inputs
@@ -84,6 +99,9 @@ class TransformerEncoder(TransformerBlock):
             attention_mask=mask,
             return_attention_scores=return_attention_scores,
             training=training,
+            segment_ids=segment_ids,
+            attention_bias=attention_bias,
+            positions=positions,
         )
         if return_attention_scores:
             attended, scores = attended
@@ -103,6 +121,9 @@ class TransformerEncoder(TransformerBlock):
         attention_mask=None,
         return_attention_scores=False,
         training=None,
+        segment_ids=None,
+        attention_bias=None,
+        positions=None,
     ):
         output_shape = self.compute_output_shape(inputs.shape)
         outputs = keras.KerasTensor(output_shape, dtype=self.compute_dtype)

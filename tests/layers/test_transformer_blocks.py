@@ -224,14 +224,20 @@ def attention(build_shapes=((B, T, HIDDEN), (B, S, HIDDEN))):
     return layer
 
 
-def decoder(with_encoder):
-    layer = TransformerDecoder(FFN, HEADS)
+def windowed_attention():
+    layer = MultiHeadAttention(HEADS, HEAD_DIM, sliding_window=2)
+    layer.build((B, T, HIDDEN), (B, T, HIDDEN))
+    return layer
+
+
+def decoder(with_encoder, **kwargs):
+    layer = TransformerDecoder(FFN, HEADS, **kwargs)
     layer.build((B, T, HIDDEN), (B, S, HIDDEN) if with_encoder else None)
     return layer
 
 
-def encoder():
-    layer = TransformerEncoder(FFN, HEADS)
+def encoder(**kwargs):
+    layer = TransformerEncoder(FFN, HEADS, **kwargs)
     layer.build((B, T, HIDDEN))
     return layer
 
@@ -241,6 +247,7 @@ TOKEN = random_sequence((B, 1, HIDDEN))
 MEMORY = random_sequence((B, S, HIDDEN), seed=1)
 CROSS_CACHE = random_sequence((B, 2, S, HEADS, HEAD_DIM), seed=2)
 CAUSAL = np.tril(np.ones((T, T), bool))[None].repeat(B, 0)  # (B, T, T)
+SEGMENTS = np.array([[0, 0, 1, 1], [0, 1, 1, 1]], "int32")  # (B, T)
 
 # name: (layer factory, tensor arguments, other arguments)
 CALLS = {
@@ -265,7 +272,36 @@ CALLS = {
         {"query": QUERY, "cache": CROSS_CACHE},
         {"return_attention_scores": True},
     ),
+    "attention_ring_cache_scores": (  # the ring's 2 slots and the new keys
+        windowed_attention,
+        {"query": QUERY[:, :3], "value": QUERY[:, :3], "cache": cache(2)},
+        {"cache_update_index": 5, "return_attention_scores": True},
+    ),
+    "attention_segments_bias_scores": (
+        attention,
+        {
+            "query": QUERY,
+            "value": QUERY,
+            "segment_ids": SEGMENTS,
+            "attention_bias": np.zeros((B, 1, T, T), "float32"),
+        },
+        {"return_attention_scores": True},
+    ),
     "encoder": (encoder, {"inputs": QUERY}, {}),
+    "encoder_segments_bias_scores": (
+        lambda: encoder(sliding_window=2, use_attention_sinks=True),
+        {
+            "inputs": QUERY,
+            "segment_ids": SEGMENTS,
+            "attention_bias": np.zeros((B, HEADS, T, T), "float32"),
+        },
+        {"return_attention_scores": True},
+    ),
+    "decoder_only_ring_cache_scores": (
+        lambda: decoder(False, sliding_window=2, logit_soft_cap=5.0),
+        {"decoder_sequence": TOKEN, "self_attention_cache": cache(2)},
+        {"self_attention_cache_update_index": 6, "return_attention_scores": True},
+    ),
     "encoder_masks_scores": (
         encoder,
         {"inputs": QUERY, "padding_mask": PADDING, "attention_mask": CAUSAL},
