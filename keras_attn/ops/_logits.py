@@ -13,8 +13,8 @@ import keras
 from keras import ops
 
 from keras_attn.ops._grouped import group_mask_heads
-from keras_attn.ops._slicing import block
 from keras_attn.ops._slicing import pad_end
+from keras_attn.ops._slicing import score_block
 
 
 class LogitModifiers:
@@ -85,19 +85,11 @@ class LogitModifiers:
             d_logits = _vjp(score_mod, z, d_logits)
         return d_logits
 
-    def bias_block(self, query_start, query_size, key_start, key_size):
-        bias = self.bias
-        if bias.shape[3] != 1:
-            bias = block(bias, 3, query_start, query_size)
-        if bias.shape[4] != 1:
-            bias = block(bias, 4, key_start, key_size)
-        return bias
-
     def _biased(self, s, query_start, key_start):
         if self.bias is None:
             return s
         shape = ops.shape(s)
-        return s + self.bias_block(query_start, shape[3], key_start, shape[4])
+        return s + score_block(self.bias, query_start, shape[3], key_start, shape[4])
 
     def _score_mod(self, z, query_start, key_start):
         batch, kv_heads, groups, query_size, key_size = ops.shape(z)

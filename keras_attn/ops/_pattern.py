@@ -19,6 +19,7 @@ from keras import ops
 
 from keras_attn.ops._slicing import block
 from keras_attn.ops._slicing import pad_end
+from keras_attn.ops._slicing import score_block
 
 EMPTY, PARTIAL, WHOLE = 0, 1, 2
 _BIG = 2**31 - 1  # beyond any int32 segment id, for per-block minima
@@ -110,7 +111,7 @@ class AttentionPattern:
             conditions.append(same[:, None])  # (B, 1, bq, bk)
         if self.mask is not None:
             conditions.append(
-                self._mask_block(query_start, query_size, key_start, key_size)
+                score_block(self.mask, query_start, query_size, key_start, key_size)
             )
         if self.mask_mod is not None:
             conditions.append(self._evaluate_mask_mod(q, k))
@@ -142,14 +143,6 @@ class AttentionPattern:
                 f"tensor (True where a query may attend); it returned {dtype}."
             )
         return allowed
-
-    def _mask_block(self, query_start, query_size, key_start, key_size):
-        mask = self.mask
-        if mask.shape[2] != 1:
-            mask = block(mask, 2, query_start, query_size)
-        if mask.shape[3] != 1:
-            mask = block(mask, 3, key_start, key_size)
-        return mask
 
 
 class _Padded(AttentionPattern):

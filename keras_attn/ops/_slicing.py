@@ -13,6 +13,17 @@ def block(x, axis, start, size):
     return ops.slice(x, starts, sizes)
 
 
+def score_block(x, query_start, query_size, key_start, key_size):
+    """The block of a `(..., T|1, S|1)` mask or bias for those queries and keys;
+    a size-1 (broadcast) axis stays whole."""
+    query_axis, key_axis = len(x.shape) - 2, len(x.shape) - 1
+    if x.shape[query_axis] != 1:
+        x = block(x, query_axis, query_start, query_size)
+    if x.shape[key_axis] != 1:
+        x = block(x, key_axis, key_start, key_size)
+    return x
+
+
 def pad_end(x, axis, amount, value=0):
     """`x` with `amount` elements of `value` appended along `axis`."""
     if isinstance(amount, int) and amount == 0:
