@@ -46,3 +46,15 @@ def test_serving_default_returns_the_keras_outputs(windowed_model, tmp_path):
         got = outputs[f"{call_id}/outputs"]
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_onnx_export_returns_the_keras_outputs(windowed_model, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="the `onnx` extra")
+    from keras_attn.export import export_onnx
+
+    path = export_onnx(windowed_model, str(tmp_path / "windowed.onnx"), verbose=False)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    token_ids = np.random.default_rng(1).integers(0, VOCABULARY, (2, 9), "int32")
+    (got,) = session.run(None, {"token_ids": token_ids})
+    expected = keras.ops.convert_to_numpy(windowed_model.predict_on_batch(token_ids))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

@@ -25,17 +25,16 @@ TOLERANCE = dict(atol=2e-5, rtol=2e-5)
 
 
 # (batch, query_length, key_length, heads, kv_heads, head_dim): lengths that do not
-# divide the block sizes, T != S both ways, one query, multi-query and grouped
-# heads. A small menu keeps eager JAX's per-shape kernel cache warm.
+# divide the block sizes, T != S both ways, multi-query, grouped and full heads.
+# A small menu keeps eager JAX's per-shape kernel cache warm (each new shape
+# compiles every primitive again).
 SHAPES = (
     (2, 11, 11, 4, 2, 8),
-    (1, 13, 13, 4, 1, 4),
-    (2, 7, 12, 2, 2, 8),
-    (1, 12, 5, 8, 4, 4),
-    (2, 1, 9, 4, 2, 8),
-    (1, 9, 9, 2, 2, 4),
+    (1, 13, 13, 4, 1, 8),
+    (2, 7, 12, 4, 2, 8),
+    (2, 12, 5, 4, 4, 8),
 )
-CHUNK_SIZES = (3, 4, 8, 16)
+CHUNK_SIZES = (3, 8)
 
 
 def draw_case(seed):
