@@ -144,38 +144,18 @@ def zlib_seed(kinds):
     return zlib.crc32("/".join(kinds).encode())
 
 
+# What no backend's fused kernel computes exactly.
+UNFUSABLE = ("segments", "bias", "soft_cap", "sinks", "mask_mod", "score_mod")
+
+
 class FusedRefusalTest(TestCase):
-    @parameterized.named_parameters(
-        *[
-            (kind, kind)
-            for kind in (
-                "segments",
-                "bias",
-                "soft_cap",
-                "sinks",
-                "mask_mod",
-                "score_mod",
-            )
-        ]
-    )
+    @parameterized.named_parameters(*[(kind, kind) for kind in UNFUSABLE])
     def test_forcing_the_fused_path_on_what_it_cannot_express_raises(self, kind):
         case = make_case((kind,), 17, heads=4, kv_heads=4)
         with self.assertRaisesRegex(ValueError, "cannot be 'fused' with"):
             attend(case, "fused")
 
-    @parameterized.named_parameters(
-        *[
-            (kind, kind)
-            for kind in (
-                "segments",
-                "bias",
-                "soft_cap",
-                "sinks",
-                "mask_mod",
-                "score_mod",
-            )
-        ]
-    )
+    @parameterized.named_parameters(*[(kind, kind) for kind in UNFUSABLE])
     def test_the_automatic_choice_falls_back_and_stays_exact(self, kind):
         case = make_case((kind,), 19, heads=4, kv_heads=4)
         expected = reference.reference(case)[0]
