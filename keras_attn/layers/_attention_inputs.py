@@ -80,50 +80,6 @@ def mask(owner, score_shape, attention_mask, keras_masks, visible=None):
     return functools.reduce(ops.logical_and, masks) if masks else None
 
 
-def segment_ids(owner, ids, query_shape, key_shape):
-    """`(query_ids (B, T), key_ids (B, S))` from one `(B, T)` or a pair, or None."""
-    if ids is None:
-        return None
-    pair = _is_pair(ids)
-    query_ids, key_ids = ids if pair else (ids, ids)
-    query_ids, key_ids = (
-        ops.convert_to_tensor(query_ids),
-        ops.convert_to_tensor(key_ids),
-    )
-    wanted = (query_shape[:2], key_shape[:2])
-    for name, tensor, shape in zip(("query", "key"), (query_ids, key_ids), wanted):
-        dtype = backend.standardize_dtype(tensor.dtype)
-        if "int" not in dtype or not _fits(tensor.shape, shape):
-            expected = (
-                f"integer ids of the {name}s' shape (batch, length) = {tuple(shape)}"
-                if pair
-                else f"integer ids of shape (batch, length) = {tuple(shape)} for "
-                "self-attention, or a pair (query_segment_ids, key_segment_ids)"
-            )
-            _fail(owner, "segment_ids", tensor, expected)
-    return query_ids, key_ids
-
-
-def bias(owner, logit_bias, score_shape):
-    """`attention_bias` as a float tensor broadcastable to `score_shape`, or None."""
-    if logit_bias is None:
-        return None
-    logit_bias = ops.convert_to_tensor(logit_bias)
-    dtype = backend.standardize_dtype(logit_bias.dtype)
-    shape = tuple(logit_bias.shape)
-    broadcasts = len(shape) <= 4 and all(
-        got in (None, 1) or want is None or got == want
-        for got, want in zip(shape[::-1], score_shape[::-1])
-    )
-    if "float" not in dtype or not broadcasts:
-        expected = (
-            "a float tensor broadcastable to (batch, heads, query_length, "
-            f"key_length) = {tuple(score_shape)}"
-        )
-        _fail(owner, "attention_bias", logit_bias, expected)
-    return logit_bias
-
-
 def positions(owner, given, query_shape, key_shape, rotary_embedding):
     """`(query_positions, key_positions)` for the rotary embedding, or `(None,
     None)`: one tensor `(T,)`/`(B, T)` serves both in self-attention."""

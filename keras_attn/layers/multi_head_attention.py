@@ -7,6 +7,8 @@ from keras_attn.layers import _attention_inputs
 from keras_attn.layers import _kv_cache
 from keras_attn.layers import _projections
 from keras_attn.layers._score_recording import recorder_for
+from keras_attn.ops._arguments import as_bias
+from keras_attn.ops._arguments import as_segment_ids
 from keras_attn.ops.attention import IMPLEMENTATIONS
 from keras_attn.ops.attention import dot_product_attention
 
@@ -263,10 +265,8 @@ class MultiHeadAttention(keras.layers.Layer):
             # applies them per block, and no (T, S) mask is built.
             is_causal=bool(use_causal_mask) and cache is None,
             sliding_window=None if stepping else self.sliding_window,
-            segment_ids=_attention_inputs.segment_ids(
-                owner, segment_ids, query.shape, key_shape
-            ),
-            bias=_attention_inputs.bias(owner, attention_bias, score_shape),
+            segment_ids=as_segment_ids(segment_ids, score_shape, owner),
+            bias=as_bias(attention_bias, score_shape, owner, "attention_bias"),
         )
         outputs = (self.attention_output(attended),)  # (B, T, F)
         if return_attention_scores:

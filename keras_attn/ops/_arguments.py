@@ -66,22 +66,25 @@ def check_sliding_window(sliding_window):
     return _checks.check_int_at_least(OWNER, "sliding_window", sliding_window, 1)
 
 
-def as_segment_ids(segment_ids, query, key):
-    """`(query_ids (B, T), key_ids (B, S))` int32 from one `(B, T)` or a pair."""
+def as_segment_ids(segment_ids, score_shape, owner=OWNER):
+    """`(query_ids (B, T), key_ids (B, S))` int32 from one `(B, T)` or a pair.
+
+    `score_shape` is `(B, H, T, S)` (None for unknown sizes); `owner` names the
+    function or layer in the error message.
+    """
     if segment_ids is None:
         return None
     pair = isinstance(segment_ids, (tuple, list)) and len(segment_ids) == 2
     query_ids, key_ids = segment_ids if pair else (segment_ids, segment_ids)
-    query_ids, key_ids = _integer_ids(query_ids), _integer_ids(key_ids)
-    batch, _, query_length, key_length = score_shape(query, key)
+    batch, _, query_length, key_length = score_shape
+    checked = []
     for ids, length, what in (
         (query_ids, query_length, "query_length"),
         (key_ids, key_length, "key_length"),
     ):
-        if len(ids.shape) != 2 or any(
-            isinstance(got, int) and isinstance(want, int) and got != want
-            for got, want in zip(ids.shape, (batch, length))
-        ):
+        ids = ops.convert_to_tensor(ids)
+        dtype = backend.standardize_dtype(ids.dtype)
+        if "int" not in dtype or not _fits(ids.shape, (batch, length)):
             expected = (
                 f"integer ids of shape (batch, {what}) = ({batch}, {length})"
                 if pair
@@ -90,43 +93,40 @@ def as_segment_ids(segment_ids, query, key):
                 "or a pair (query_segment_ids, key_segment_ids)"
             )
             raise ValueError(
-                f"{OWNER}: argument `segment_ids` must be {expected}; received "
-                f"shape {tuple(ids.shape)}."
+                f"{owner}: argument `segment_ids` must be {expected}; received "
+                f"{dtype} ids of shape {tuple(ids.shape)}."
             )
-    return query_ids, key_ids
+        checked.append(ops.cast(ids, "int32"))
+    return tuple(checked)
 
 
-def _integer_ids(ids):
-    ids = ops.convert_to_tensor(ids)
-    dtype = backend.standardize_dtype(ids.dtype)
-    if "int" not in dtype:
-        raise ValueError(
-            f"{OWNER}: argument `segment_ids` must hold integer ids; received a "
-            f"tensor of dtype {dtype}."
-        )
-    return ops.cast(ids, "int32")
-
-
-def as_bias(bias, query, key):
-    """`bias` as float32 of rank 4, broadcastable to `(B, H, T, S)`."""
+def as_bias(bias, score_shape, owner=OWNER, argument="bias"):
+    """`bias` as float32 of rank 4, broadcastable to `score_shape` `(B, H, T, S)`."""
     if bias is None:
         return None
     bias = ops.convert_to_tensor(bias)
     dtype = backend.standardize_dtype(bias.dtype)
     shape = tuple(bias.shape)
-    want = score_shape(query, key)
     fits = len(shape) <= 4 and all(
         got in (None, 1) or size is None or got == size
-        for got, size in zip(shape[::-1], want[::-1])
+        for got, size in zip(shape[::-1], score_shape[::-1])
     )
-    if dtype == "bool" or not fits:
+    if "float" not in dtype or not fits:
         raise ValueError(
-            f"{OWNER}: argument `bias` must be a float tensor broadcastable to "
-            f"(batch, heads, query_length, key_length) = {want}; received a "
-            f"{dtype} tensor of shape {shape}."
+            f"{owner}: argument `{argument}` must be a float tensor broadcastable "
+            "to (batch, heads, query_length, key_length) = "
+            f"{tuple(score_shape)}; received a {dtype} tensor of shape {shape}."
         )
     bias = ops.cast(bias, "float32")
     return ops.reshape(bias, (1,) * (4 - len(shape)) + tuple(ops.shape(bias)))
+
+
+def _fits(shape, wanted):
+    """`shape` equals `wanted` where both sizes are known."""
+    return len(shape) == len(wanted) and all(
+        not (isinstance(got, int) and isinstance(want, int)) or got == want
+        for got, want in zip(shape, wanted)
+    )
 
 
 def check_soft_cap(logit_soft_cap):

@@ -214,7 +214,8 @@ class StructuredValidationTest(TestCase):
     def test_float_segment_ids(self):
         ids = np.zeros((2, 11), "float32")
         self.assert_refused(
-            "`segment_ids` must hold integer ids; received a tensor of dtype float32",
+            r"`segment_ids` must be integer ids of shape \(batch, length\) = "
+            r"\(2, 11\).*; received float32 ids of shape \(2, 11\)",
             segment_ids=ids,
         )
 
@@ -223,7 +224,8 @@ class StructuredValidationTest(TestCase):
     )
     def test_segment_ids_of_the_wrong_shape(self, shape):
         self.assert_refused(
-            rf"`segment_ids` must be .*received shape \({shape[0]}, {shape[1]}",
+            rf"`segment_ids` must be .*received int32 ids of shape "
+            rf"\({shape[0]}, {shape[1]}",
             segment_ids=np.zeros(shape, "int32"),
         )
 
