@@ -154,14 +154,16 @@ def dot_product_attention(
         query.shape[2],
         is_causal=bool(is_causal),
         sliding_window=_arguments.check_sliding_window(sliding_window),
-        segment_ids=_arguments.as_segment_ids(segment_ids, query, key),
+        segment_ids=_arguments.as_segment_ids(
+            segment_ids, _arguments.score_shape(query, key)
+        ),
         mask=mask,
         mask_mod=_arguments.check_callable(
             "mask_mod", mask_mod, "(batch, head, q_idx, kv_idx) -> bool"
         ),
     )
     modifiers = LogitModifiers(
-        _arguments.as_bias(bias, query, key),
+        _arguments.as_bias(bias, _arguments.score_shape(query, key)),
         _arguments.check_soft_cap(logit_soft_cap),
         _arguments.check_callable(
             "score_mod", score_mod, "(score, batch, head, q_idx, kv_idx) -> score"
@@ -179,12 +181,10 @@ def dot_product_attention(
         implementation = _choose_implementation(
             query,
             key,
-            value,
-            apply_dropout,
-            return_attention_scores,
             pattern,
-            unfusable,
             chunk_size,
+            needs_math=return_attention_scores or apply_dropout,
+            fusable=unfusable is None and _fused_supports(query, value),
         )
     if implementation != "math" and (return_attention_scores or apply_dropout):
         needs = "return_attention_scores" if return_attention_scores else "dropout"
@@ -235,17 +235,10 @@ def _same_static_length(pattern):
     return all(isinstance(n, int) for n in lengths) and lengths[0] == lengths[1]
 
 
-def _choose_implementation(
-    query,
-    key,
-    value,
-    apply_dropout,
-    return_attention_scores,
-    pattern,
-    unfusable,
-    chunk_size,
-):
-    if return_attention_scores or apply_dropout:
+def _choose_implementation(query, key, pattern, chunk_size, needs_math, fusable):
+    """The path for a call: `needs_math` when it returns scores or applies
+    dropout; `fusable` when the backend's kernel computes exactly this call."""
+    if needs_math:
         return "math"
     batch, query_length, heads, _ = query.shape
     key_length = key.shape[1]
@@ -253,20 +246,16 @@ def _choose_implementation(
     if all(isinstance(size, int) for size in (query_length, key_length, heads)):
         batch = batch if isinstance(batch, int) else 1
         score_bytes = 4 * batch * heads * query_length * key_length
-        fused_is_linear = unfusable is None and _fused_is_linear_memory()
+        fused_is_linear = fusable and _fused_is_linear_memory()
         if score_bytes > CHUNKED_THRESHOLD_BYTES and not fused_is_linear:
             return "chunked"
         # A window or documents rule out whole blocks: only chunked skips them
         # (XLA's windowed kernel on CPU computes every block).
         sparse = pattern.sliding_window or pattern.segment_ids is not None
-        skips_blocks = unfusable is not None or not _has_gpu()
+        skips_blocks = not fusable or not _has_gpu()
         if sparse and skips_blocks and min(query_length, key_length) > chunk_size:
             return "chunked"
-    if (
-        unfusable is None
-        and _fused_computes_float32_softmax(query.dtype)
-        and _fused_supports(query, value)
-    ):
+    if fusable and _fused_computes_float32_softmax(query.dtype):
         return "fused"
     return "math"
 
