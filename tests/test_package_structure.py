@@ -1,10 +1,11 @@
 """The package's shape, as DESIGN.md draws it: small modules, imports pointing down.
 
-`ops` imports nothing from `layers`, `layers` nothing from `models`, `models` nothing
-from `generation`, `inspect` or `export`; no module imports the package root for
-what it holds (`import keras_attn`, `from keras_attn import layers`): a module
-imports the module it needs (`from keras_attn.ops import masks`,
-`from keras_attn import _checks` names the private module itself).
+`ops` imports nothing from `layers`, `layers` nothing from `data` or `models`, `data`
+nothing from `models`, `models` nothing from `generation`, `inspect` or `export`; no
+module imports the package root for what it holds (`import keras_attn`,
+`from keras_attn import layers`): a module imports the module it needs
+(`from keras_attn.ops import masks`, `from keras_attn import _checks` names the
+private module itself).
 """
 
 import ast
@@ -17,7 +18,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 MAX_LINES = 400
 # Each floor may import only the floors below it (and the private top-level
 # modules such as `_checks`).
-FLOORS = ("ops", "layers", "models")
+FLOORS = ("ops", "layers", "data", "models")
 ABOVE_MODELS = ("generation", "inspect", "export")
 
 
