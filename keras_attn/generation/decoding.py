@@ -8,6 +8,9 @@ per-layer key/value caches; the uncached one re-runs the decoder on the whole pr
 Both see the same tokens at the same positions, so they choose the same tokens.
 """
 
+import contextlib
+
+import keras
 from keras import ops
 
 from keras_attn import _checks
@@ -59,7 +62,26 @@ def generate(
         model, start_token_id, end_token_id, max_length
     )
     sampler = _get_sampler(sampler)
+    with _without_gradients():
+        return _generate(
+            model, inputs, start_token_id, end_token_id, max_length, sampler, use_cache
+        )
 
+
+def _without_gradients():
+    """`torch.no_grad()` on torch, where the loop runs eagerly: with gradients on,
+    every step's caches would hold the autograd graph of all the steps before, so
+    memory and per-token time would grow with the tokens generated."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def _generate(
+    model, inputs, start_token_id, end_token_id, max_length, sampler, use_cache
+):
     # `encode` checks the inputs (the source's token ids where they are known).
     encoder_sequence, encoder_padding_mask = model.encode(inputs, training=False)
     batch_size = ops.shape(encoder_sequence)[0]

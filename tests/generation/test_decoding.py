@@ -169,6 +169,33 @@ class GeneratedTokensTest(TestCase):
             generate(model, source, **kwargs).numpy(),
         )
 
+    @pytest.mark.skipif(
+        keras.backend.backend() != "torch",
+        reason="only torch records gradients of eager calls without being asked "
+        "(TensorFlow needs a GradientTape, JAX a grad transform)",
+    )
+    def test_decoding_steps_keep_no_gradient_history_on_torch(self):
+        import torch
+
+        model = small_model()
+        steps = []
+        decode = model._decode
+
+        def recording_decode(*args, **kwargs):
+            logits, caches = decode(*args, **kwargs)
+            tensors = [t for t in keras.tree.flatten(caches) if t is not None]
+            steps.append((torch.is_grad_enabled(), logits.requires_grad, tensors))
+            return logits, caches
+
+        model._decode = recording_decode
+        generate(model, random_source(), start_token_id=START_ID, max_length=5)
+        self.assertLen(steps, 4)
+        for grad_enabled, logits_need_grad, caches in steps:
+            # Each step's caches would otherwise hold every earlier step's graph.
+            self.assertFalse(grad_enabled)
+            self.assertFalse(logits_need_grad)
+            self.assertFalse(any(t.requires_grad for t in caches))
+
 
 class GenerateArgumentsTest(TestCase, parameterized.TestCase):
     @parameterized.named_parameters(
