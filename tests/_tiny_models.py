@@ -13,6 +13,7 @@ import functools
 import keras
 import numpy as np
 
+from keras_attn.models import CausalLM
 from keras_attn.models import ImageCaptioner
 from keras_attn.models import Transformer
 from keras_attn.models import VisionTransformer
@@ -122,3 +123,21 @@ def build_without_allocating(make_model):
             return make_model()
     finally:
         global_state.set_global_attribute("uninitialized_variables", pending)
+
+
+# GQA (4 query, 2 key/value heads of 4 features) and 8 learned positions.
+CAUSAL_LM = {
+    "vocabulary_size": 11,
+    "num_layers": 2,
+    "hidden_dim": 16,
+    "intermediate_dim": 32,
+    "num_heads": 4,
+    "num_key_value_heads": 2,
+    "max_sequence_length": 8,
+    "dropout": 0.0,
+}
+_CONFIGS[CausalLM] = CAUSAL_LM
+
+
+def tiny_causal_lm(**overrides):
+    return CausalLM(**{**CAUSAL_LM, **overrides})

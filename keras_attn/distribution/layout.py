@@ -6,6 +6,7 @@ that our layers give their sublayers (the keras-hub names):
 | variable (path ends with)                      | shape          | sharded axis   |
 |------------------------------------------------|----------------|----------------|
 | `query/kernel`, `key/kernel`, `value/kernel`   | (D, H, Dh)     | heads          |
+| (grouped-query: `key`, `value`)                | (D, Hkv, Dh)   | heads          |
 | `attention_output/kernel`                      | (H, Dh, D)     | heads          |
 | `feedforward_intermediate_dense/kernel`        | (D, F)         | columns (F)    |
 | `feedforward_output_dense/kernel`              | (F, D)         | rows (F)       |
@@ -59,10 +60,13 @@ def layout_map(device_mesh, model_axis="model", batch_axis="batch"):
     Attention projections are sharded over heads, feed-forward kernels
     Megatron-style (the intermediate kernel by columns, the output kernel by
     rows), embeddings over the hidden dimension; biases and norms are
-    replicated. Works for `VisionTransformer`, `Transformer`, `ImageCaptioner`
-    and any model whose attention and feed-forward blocks are keras_attn
-    layers; the KV caches of `keras_attn.generation.generate` are sharded over
-    heads (and the batch) like the keys and values they hold.
+    replicated. Works for `VisionTransformer`, `Transformer`, `ImageCaptioner`,
+    `CausalLM` and any model whose attention and feed-forward blocks are
+    keras_attn layers; the KV caches of `keras_attn.generation.generate` (and
+    of `CausalLM.initialize_caches`) are sharded over heads and the batch like
+    the keys and values they hold. With grouped-query attention the key and
+    value kernels have `num_key_value_heads` heads: the model axis must divide
+    those too (`check_layout` says so).
 
     The map only names mesh axes, so it can be made on any backend; applying
     it (`keras.distribution.ModelParallel`) needs JAX. A layout map cannot see

@@ -76,6 +76,11 @@ def main():
             _scenarios.translation_data(),
             {"model_parallel": model_parallel},
         ),
+        "causal_lm": (
+            _scenarios.causal_lm,
+            _scenarios.language_data(),
+            {"model_parallel": model_parallel},
+        ),
     }
     models = {}
     for name, (build, data, distributions) in cases.items():
@@ -109,6 +114,20 @@ def main():
         np.array_equal(
             np.asarray(tokens), np.asarray(generate(reference, source, **options))
         )
+    )
+
+    # The trained CausalLM's caches (grouped-query: 4 key/value heads on 4
+    # devices), and its cached logits against its uncached ones.
+    model = models["causal_lm"][1]
+    token_ids = _scenarios.language_data(4)[0]["token_ids"]
+    with model_parallel.scope():
+        caches = model.initialize_caches(4, 6)
+        cached, caches = model._decode(token_ids[:, :3], caches)
+        step, _ = model._decode(token_ids[:, 3:4], caches, start_index=3)
+        full, _ = model._decode(token_ids[:, :4])
+    result["causal_lm_cache"] = spec(caches[0])
+    result["causal_lm_cached_difference"] = float(
+        np.abs(np.concatenate([cached, step], axis=1) - np.asarray(full)).max()
     )
 
     # A layout that does not divide: 3 heads on a model axis of 4 devices.

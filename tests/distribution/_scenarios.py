@@ -6,6 +6,7 @@ floating-point reductions."""
 import keras
 import numpy as np
 
+from tests._tiny_models import tiny_causal_lm
 from tests._tiny_models import tiny_transformer
 from tests._tiny_models import tiny_vision_transformer
 
@@ -70,3 +71,25 @@ def fit_losses(model, data):
     )
     history = model.fit(*data, batch_size=BATCH, epochs=STEPS, shuffle=False, verbose=0)
     return history.history["loss"]
+
+
+def causal_lm(**overrides):
+    """2 blocks of 8 query and 4 key/value heads, learned positions and an output
+    matrix of its own: 15 sharded variables."""
+    return tiny_causal_lm(
+        **{
+            "vocabulary_size": VOCABULARY_SIZE,
+            "num_heads": 2 * HEADS,
+            "num_key_value_heads": HEADS,
+            "tie_output_embeddings": False,
+            **overrides,
+        }
+    )
+
+
+def language_data(batch=BATCH):
+    """Token ids (B, 6) and their next tokens, some rows ending in padding."""
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(3, VOCABULARY_SIZE, size=(batch, 7)).astype("int32")
+    tokens[::3, 5:] = 0
+    return {"token_ids": tokens[:, :-1]}, tokens[:, 1:]

@@ -84,7 +84,7 @@ def jax_result(tmp_path_factory):
 
 
 @only_on("jax")
-@pytest.mark.parametrize("model", ["vision_transformer", "transformer"])
+@pytest.mark.parametrize("model", ["vision_transformer", "transformer", "causal_lm"])
 def test_model_parallel_fit_gives_single_device_losses(jax_result, model):
     assert jax_result["devices"] == 8
     losses = jax_result[model]
@@ -99,12 +99,14 @@ def test_data_parallel_fit_gives_single_device_losses(jax_result):
 
 @only_on("jax")
 @pytest.mark.parametrize(
-    "model, sharded", [("vision_transformer", 15), ("transformer", 17)]
+    "model, sharded",
+    [("vision_transformer", 15), ("transformer", 17), ("causal_lm", 15)],
 )
 def test_variables_are_sharded_as_the_layout_map_says(jax_result, model, sharded):
     # ViT: 2 blocks x (q, k, v, out, ff in, ff out) + positions, class token,
     # patch projection. Transformer: 1 encoder block x 6 + 1 decoder block x 10
-    # + the shared token embedding.
+    # + the shared token embedding. CausalLM: 2 blocks x 6 + the token, output
+    # and position embeddings.
     losses = jax_result[model]
     assert losses["sharding_mismatches"] == []
     assert losses["sharded_variables"] == sharded
@@ -117,6 +119,12 @@ def test_kv_caches_are_sharded_over_heads_and_batch(jax_result):
         "self_attention": expected,
         "cross_attention": expected,
     }
+
+
+@only_on("jax")
+def test_causal_lm_caches_are_sharded_and_give_single_device_logits(jax_result):
+    assert jax_result["causal_lm_cache"] == ["batch", "None", "None", "model", "None"]
+    assert jax_result["causal_lm_cached_difference"] < 1e-5
 
 
 @only_on("jax")

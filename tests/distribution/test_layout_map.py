@@ -29,6 +29,8 @@ MODELS = {
     "transformer": lambda: _scenarios.transformer(
         share_embeddings=False, tie_output_embeddings=False
     ),
+    # Learned positions and an output matrix of its own: every variable kind.
+    "causal_lm": _scenarios.causal_lm,
     "captioner_cnn": lambda: tiny_image_captioner(encoder="cnn", num_heads=HEADS),
     "captioner_vit": lambda: tiny_image_captioner(encoder="vit", num_heads=HEADS),
 }
@@ -59,6 +61,9 @@ def axes(layouts, path):
         ("decoder_layer_0/feedforward_output_dense/kernel", ("model", None)),
         ("decoder_token_embedding/embeddings", (None, "model")),
         ("decoder_token_embedding/reverse_embeddings", ("model", None)),
+        ("token_embedding/embeddings", (None, "model")),
+        ("token_embedding/reverse_embeddings", ("model", None)),
+        ("position_embedding/embeddings", (None, "model")),
         ("image_position_embedding/embeddings", (None, "model")),
         ("patch_embedding/position_embedding", (None, "model")),
         ("patch_embedding/class_token", (None, None, "model")),
@@ -139,6 +144,17 @@ def test_kv_cache_is_sharded_whatever_the_layer_is_named(name):
     # ...which the layout map shards over the batch and the heads.
     cache_axes = ("batch", None, None, "model", None)
     assert axes(layout_map(mesh()), f"{name}/kv_cache") == cache_axes
+
+
+def test_key_value_heads_must_divide_the_model_axis_too():
+    # Grouped-query attention: 8 query heads divide over 4 devices, 2 kv heads not.
+    model = _scenarios.causal_lm(num_key_value_heads=2)
+    with pytest.raises(ValueError) as error:
+        check_layout(model, layout_map(mesh()))
+    message = str(error.value)
+    assert "'decoder_layer_0/self_attention/key/kernel'" in message
+    assert "dimension 1 (size 2)" in message
+    check_layout(model, layout_map(mesh((4, 2))))  # a model axis of 2 divides them
 
 
 def test_a_model_axis_that_divides_the_heads_passes():

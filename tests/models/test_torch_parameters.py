@@ -22,6 +22,10 @@ MODELS = {
         vocabulary_size=20, num_layers=1, hidden_dim=8, intermediate_dim=16,
         num_heads=2,
     ),
+    "causal_lm": lambda: models.CausalLM(
+        vocabulary_size=20, num_layers=1, hidden_dim=8, intermediate_dim=16,
+        num_heads=2, max_sequence_length=8, tie_output_embeddings=False,
+    ),
     "image_captioner": lambda: models.ImageCaptioner(
         vocabulary_size=20, image_size=8, encoder="vit", patch_size=4,
         num_encoder_layers=1, num_decoder_layers=1, hidden_dim=8,
