@@ -1,4 +1,4 @@
-"""Autoregressive decoding of encoder–decoder models, cached or not.
+"""Autoregressive decoding of encoder–decoder and decoder-only models, cached or not.
 
 The loop itself is a `keras_hub.samplers.Sampler` (greedy, beam, top-k, top-p, ...),
 which runs `keras.ops.while_loop`, so decoding traces into one graph on TensorFlow
@@ -6,6 +6,8 @@ and JAX. We supply the `next` function: the logits of the token at `index` given
 tokens before it. The cached `next` feeds only the newest token and updates the
 per-layer key/value caches; the uncached one re-runs the decoder on the whole prefix.
 Both see the same tokens at the same positions, so they choose the same tokens.
+An encoder–decoder target starts from the start token after the encoded source; a
+`CausalLM` continues its prompts in place (`prompts.py`).
 """
 
 import contextlib
@@ -14,6 +16,8 @@ import keras
 from keras import ops
 
 from keras_attn import _checks
+from keras_attn.generation import prompts
+from keras_attn.models.causal_lm import CausalLM
 
 _OWNER = "generate"
 _SAMPLER_NAMES = ("greedy", "beam", "top_k", "top_p", "random")
@@ -23,38 +27,53 @@ def generate(
     model,
     inputs,
     *,
-    start_token_id,
+    start_token_id=None,
     end_token_id=None,
     max_length=32,
     sampler="greedy",
     use_cache=True,
 ):
-    """Generate target tokens from an encoder–decoder model.
+    """Generate tokens from an encoder–decoder model or a language model.
 
-    The source (token ids for a `Transformer`, images for an `ImageCaptioner`) is
-    encoded once; the decoder then runs from `start_token_id` until every sequence
-    has produced `end_token_id` or `max_length` tokens exist. The padding token is
-    never generated. Positions after a sequence's end token hold the padding id.
+    - Encoder–decoder (`Transformer`, `ImageCaptioner`): the source is encoded
+      once; the decoder runs from `start_token_id`.
+    - `CausalLM`: every prompt is continued in place: row `i` returns its prompt
+      followed by the generated tokens. A batch of prompts of different lengths
+      gives each the tokens it would get alone.
+
+    Decoding stops when every sequence has generated `end_token_id` or
+    `max_length` tokens exist. The padding token is never generated; positions
+    after a sequence's first generated end token hold the padding id (the end
+    token, for a model without one).
 
     Args:
-        model: a `keras_attn.models.EncoderDecoderModel` (`Transformer`,
-            `ImageCaptioner`).
-        inputs: what `model.encode` takes, batched.
-        start_token_id: the token every target starts with.
+        model: a `keras_attn.models.EncoderDecoderModel` or `CausalLM`.
+        inputs: encoder–decoder: what `model.encode` takes, batched. `CausalLM`:
+            the prompts, a list of token-id lists of any lengths, or an integer
+            `(B, P)` array or tensor right-padded with `model.padding_id`
+            (every entry is a prompt token when the model has no padding id).
+        start_token_id: the token every target starts with (required for
+            encoder–decoder models); for a `CausalLM`, an optional token put
+            before every prompt.
         end_token_id: the token that ends a sequence, or None.
-        max_length: length of the returned sequences, start token included.
+        max_length: length of the returned sequences, prompts (or start token)
+            included; no prompt may be longer.
         sampler: `"greedy"`, `"beam"`, `"top_k"`, `"top_p"`, `"random"` or a
             `keras_hub.samplers.Sampler` instance (e.g. `BeamSampler(num_beams=4)`).
-        use_cache: decode with key/value caches (fast) or recompute the whole
-            prefix at every step (the reference the cache is tested against).
+        use_cache: decode with key/value caches (ring buffers for windowed
+            layers; fast) or recompute the whole prefix at every step (the
+            reference the cache is tested against).
 
     Returns:
-        Integer tensor `(batch, max_length)`, starting with `start_token_id`.
+        Integer tensor `(batch, max_length)`.
 
     Example:
     ```python
     tokens = keras_attn.generation.generate(
         model, source_token_ids, start_token_id=1, end_token_id=2, max_length=20
+    )
+    continued = keras_attn.generation.generate(
+        language_model, [[5, 9, 3], [7]], end_token_id=2, max_length=16
     )
     ```
     """
@@ -82,27 +101,14 @@ def _without_gradients():
 def _generate(
     model, inputs, start_token_id, end_token_id, max_length, sampler, use_cache
 ):
-    # `encode` checks the inputs (the source's token ids where they are known).
-    encoder_sequence, encoder_padding_mask = model.encode(inputs, training=False)
-    batch_size = ops.shape(encoder_sequence)[0]
-    prompt = ops.full((batch_size, max_length), model.padding_id, dtype="int32")
-    start = ops.full((batch_size, 1), start_token_id, dtype="int32")
-    prompt = ops.slice_update(prompt, (0, 0), start)
-    given = ops.arange(max_length)[None, :] < 1  # only the start token is given
-    given = ops.broadcast_to(given, (batch_size, max_length))
-
-    if use_cache:
-        cache = model.initialize_caches(
-            encoder_sequence, encoder_padding_mask, max_length
+    if isinstance(model, CausalLM):
+        prompt, given, cache, next_logits = _language_model_start(
+            model, inputs, start_token_id, max_length, use_cache
         )
-        next_logits = _cached_next(model)
     else:
-        cache = (
-            encoder_sequence,
-            _padding_mask_or_ones(encoder_sequence, encoder_padding_mask),
+        prompt, given, cache, next_logits = _encoder_decoder_start(
+            model, inputs, start_token_id, max_length, use_cache
         )
-        next_logits = _uncached_next(model)
-
     tokens = sampler(
         next_logits,
         prompt,
@@ -114,7 +120,62 @@ def _generate(
     )
     if end_token_id is None:
         return tokens
-    return _pad_after_end(tokens, end_token_id, model.padding_id)
+    fill = end_token_id if model.padding_id is None else model.padding_id
+    return _fill_after_end(tokens, given, end_token_id, fill)
+
+
+def _encoder_decoder_start(model, inputs, start_token_id, max_length, use_cache):
+    """`(prompt, given, cache, next_logits)`: targets start with the start token."""
+    # `encode` checks the inputs (the source's token ids where they are known).
+    encoder_sequence, encoder_padding_mask = model.encode(inputs, training=False)
+    batch_size = ops.shape(encoder_sequence)[0]
+    prompt = ops.full((batch_size, max_length), model.padding_id, dtype="int32")
+    start = ops.full((batch_size, 1), start_token_id, dtype="int32")
+    prompt = ops.slice_update(prompt, (0, 0), start)
+    given = ops.arange(max_length)[None, :] < 1  # only the start token is given
+    given = ops.broadcast_to(given, (batch_size, max_length))
+    if use_cache:
+        cache = model.initialize_caches(
+            encoder_sequence, encoder_padding_mask, max_length
+        )
+        return prompt, given, cache, _cached_next(model)
+    cache = (
+        encoder_sequence,
+        _padding_mask_or_ones(encoder_sequence, encoder_padding_mask),
+    )
+    return prompt, given, cache, _uncached_next(model)
+
+
+def _language_model_start(model, inputs, start_token_id, max_length, use_cache):
+    """`(prompt, given, cache, next_logits)`: each prompt continued in place.
+
+    Decoding starts at position 1 for every row and feeds the prompt token by
+    token (the sampler keeps the given ones), so cached steps fill the caches,
+    ring buffers included, exactly as a one-row decoding would.
+    """
+    prompt, given = prompts.prompt_batch(
+        _OWNER, inputs, max_length, model.padding_id, start_token_id
+    )
+    # Only the prompts' own tokens are checked: the fill may be outside a
+    # vocabulary that has no padding token.
+    _checks.check_token_ids(
+        _OWNER, "inputs", ops.where(given, prompt, 0), model.vocabulary_size
+    )
+    if not use_cache:
+        return prompt, given, (), _uncached_language_model_next(model)
+    cache = model.initialize_caches(ops.shape(prompt)[0], max_length)
+    return prompt, given, cache, _cached_next(model)
+
+
+def _uncached_language_model_next(model):
+    def next_logits(prompt, cache, index):
+        # Causal: the fill after `index` does not reach the logits at `index - 1`.
+        logits, _ = model._decode(prompt, training=False)  # (B, T, V)
+        batch, _, vocabulary = ops.shape(logits)
+        logits = ops.slice(logits, (0, index - 1, 0), (batch, 1, vocabulary))
+        return _never_padding(logits[:, 0], model.padding_id), None, cache
+
+    return next_logits
 
 
 def _cached_next(model):
@@ -123,7 +184,7 @@ def _cached_next(model):
         # `_decode`, not `decode`: the sampler chose these ids from the logits,
         # so checking them would only copy them to the host at every step.
         logits, cache = model._decode(
-            previous, None, caches=cache, start_index=index - 1, training=False
+            previous, caches=cache, start_index=index - 1, training=False
         )  # (B, 1, V)
         return _never_padding(logits[:, 0], model.padding_id), None, cache
 
@@ -145,9 +206,12 @@ def _uncached_next(model):
 
 def _never_padding(logits, padding_id):
     """Forbid the padding token: it would be masked out of later steps."""
+    logits = ops.cast(logits, "float32")
+    if padding_id is None:
+        return logits
     vocabulary = ops.shape(logits)[-1]
     is_padding = ops.arange(vocabulary) == padding_id
-    return ops.where(is_padding[None, :], -1e9, ops.cast(logits, "float32"))
+    return ops.where(is_padding[None, :], -1e9, logits)
 
 
 def _padding_mask_or_ones(encoder_sequence, encoder_padding_mask):
@@ -156,11 +220,11 @@ def _padding_mask_or_ones(encoder_sequence, encoder_padding_mask):
     return ops.ones(ops.shape(encoder_sequence)[:2], dtype="bool")
 
 
-def _pad_after_end(tokens, end_token_id, padding_id):
-    """Replace every token after the first end token with padding."""
-    is_end = ops.cast(tokens == end_token_id, "int32")
+def _fill_after_end(tokens, given, end_token_id, fill):
+    """Replace every token after the first generated end token with `fill`."""
+    is_end = ops.cast((tokens == end_token_id) & ~given, "int32")
     ends_before = ops.cumsum(is_end, axis=1) - is_end  # end tokens strictly before
-    return ops.where(ends_before > 0, padding_id, tokens)
+    return ops.where(ends_before > 0, fill, tokens)
 
 
 def _get_sampler(sampler):
@@ -178,10 +242,16 @@ def _get_sampler(sampler):
 
 def _check_arguments(model, start_token_id, end_token_id, max_length):
     """`(start_token_id, end_token_id, max_length)` as Python ints (or None)."""
-    vocabulary_size, padding_id = model.decoder_vocabulary_size, model.padding_id
-    start_token_id = _checks.check_token_id(
-        _OWNER, "start_token_id", start_token_id, vocabulary_size, padding_id
-    )
+    language_model = isinstance(model, CausalLM)
+    if language_model:
+        vocabulary_size = model.vocabulary_size
+    else:
+        vocabulary_size = model.decoder_vocabulary_size
+    padding_id = model.padding_id
+    if start_token_id is not None or not language_model:
+        start_token_id = _checks.check_token_id(
+            _OWNER, "start_token_id", start_token_id, vocabulary_size, padding_id
+        )
     if end_token_id is not None:
         end_token_id = _checks.check_token_id(
             _OWNER, "end_token_id", end_token_id, vocabulary_size, padding_id

@@ -164,7 +164,7 @@ class EncoderDecoderModel(FunctionalModel):
     def _decode(
         self,
         token_ids,
-        encoder_sequence,
+        encoder_sequence=None,
         encoder_padding_mask=None,
         caches=None,
         start_index=0,
