@@ -12,6 +12,7 @@ from keras_attn.convert import vit_from_npz  # noqa: E402
 from tests.convert._huggingface import vit_classifier  # noqa: E402
 from tests.convert._original_naming import original_naming  # noqa: E402
 from tests.convert._original_naming import random_vit  # noqa: E402
+from tests.convert.test_huggingface_gpt2 import gpt2  # noqa: E402
 
 
 def _images(size=16):
@@ -30,6 +31,28 @@ def test_huggingface_directory_to_keras_file(tmp_path, capsys):
         expected = source(torch.from_numpy(images.transpose(0, 3, 1, 2))).logits
     difference = np.abs(keras.ops.convert_to_numpy(model(images)) - expected.numpy())
     assert difference.max() < 1e-4
+
+
+def test_gpt2_directory_to_keras_file(tmp_path, capsys):
+    source = gpt2()
+    source.save_pretrained(tmp_path / "hf")
+    output = str(tmp_path / "gpt2.keras")
+    assert main(["convert", str(tmp_path / "hf"), output]) == 0
+    assert "vocabulary 64, context 16" in capsys.readouterr().out
+    model = keras.saving.load_model(output)
+    token_ids = np.random.RandomState(0).randint(0, 64, (2, 13))
+    with torch.no_grad():
+        expected = source(torch.from_numpy(token_ids)).logits.numpy()
+    difference = np.abs(keras.ops.convert_to_numpy(model(token_ids)) - expected)
+    assert difference.max() < 1e-5
+
+
+def test_gpt2_with_image_size_is_refused(tmp_path, capsys):
+    gpt2().config.save_pretrained(tmp_path)
+    output = tmp_path / "gpt2.keras"
+    assert main(["convert", str(tmp_path), str(output), "--image-size", "24"]) == 1
+    assert "--image-size applies to ViT" in capsys.readouterr().err
+    assert not output.exists()
 
 
 def test_npz_with_image_size(tmp_path):
