@@ -43,8 +43,10 @@ def export_saved_model(
       and `decoder_token_ids`); the output is `outputs` for a single-output
       model. The batch size is dynamic, and so are sequence lengths; image
       height and width are the model's `image_size`.
-    - `generate` (encoder–decoder models given `start_token_id`): the source
-      (`encoder_token_ids` or `images`) in, `token_ids` `(batch, max_length)`
+    - `generate` (encoder–decoder models given `start_token_id`, and every
+      `CausalLM`): the source (`encoder_token_ids` or `images`), or a
+      `CausalLM`'s prompts `token_ids` `(batch, width <= max_length)`
+      right-padded with its padding id, in; `token_ids` `(batch, max_length)`
       int32 out, by greedy cached decoding (`keras_attn.generation.generate`)
       inside the graph.
 
@@ -69,9 +71,10 @@ def export_saved_model(
         platforms: platforms the JAX route compiles for, among `"cpu"`,
             `"cuda"`, `"rocm"`, `"tpu"`. Ignored on the other backends, whose
             TensorFlow graph runs anywhere.
-        start_token_id: int. The token every generated target starts with; the
-            `generate` signature exists only when it is given (encoder–decoder
-            models only).
+        start_token_id: int. The token every generated target starts with; an
+            encoder–decoder model's `generate` signature exists only when it is
+            given. For a `CausalLM` (whose `generate` signature always exists):
+            None, or a token put before every prompt.
         end_token_id: int or None. The token that ends a generated sequence.
         max_length: int. Length of the generated sequences, fixed at export.
         verbose: bool. Print a line per step.
@@ -158,11 +161,18 @@ def write_saved_model(model, directory, signature, generation, platforms):
 
     archive = ExportArchive()
     endpoint_kwargs = _endpoint_kwargs(platforms)
+    serving_kwargs = endpoint_kwargs
+    if endpoint_kwargs and _is_language_model(model):
+        jax2tf_kwargs = {
+            **endpoint_kwargs["jax2tf_kwargs"],
+            "polymorphic_shapes": [_shared_length_shapes(signature)],
+        }
+        serving_kwargs = {**endpoint_kwargs, "jax2tf_kwargs": jax2tf_kwargs}
     archive.add_endpoint(
         "serving_default",
         _serving_function(model),
         [_structured_specs(model, signature)],
-        **endpoint_kwargs,
+        **serving_kwargs,
     )
     if generation is not None:
         source = _signature.source_name_of(signature)
@@ -197,23 +207,39 @@ def _endpoint_kwargs(platforms):
     return {"jax2tf_kwargs": {"native_serialization_platforms": tuple(platforms)}}
 
 
+def _shared_length_shapes(signature):
+    """jax2tf shapes of a `CausalLM`'s inputs, `(batch, length)` each: Keras
+    names every unknown size apart, and then the padding mask, segment ids and
+    positions could not be proven as long as the token ids."""
+
+    def shape(dims):
+        names = ("batch", "length")
+        return (
+            "("
+            + ", ".join(names[i] if d is None else str(d) for i, d in enumerate(dims))
+            + ")"
+        )
+
+    return {name: shape(dims) for name, (dims, _) in signature.items()}
+
+
 def _generation_options(model, start_token_id, end_token_id, max_length):
     """The options of the `generate` signature, or None when there is none.
 
-    Only encoder–decoder models (`Transformer`, `ImageCaptioner`) generate, and
-    only when told the token every target starts with. The token ids and
+    Encoder–decoder models (`Transformer`, `ImageCaptioner`) generate when told
+    the token every target starts with, a `CausalLM` always. The token ids and
     `max_length` are checked by `keras_attn.generation.generate` when the
     signature is traced.
     """
     if not _can_generate(model):
         if start_token_id is not None:
             raise ValueError(
-                f"{_OWNER}: argument `start_token_id` is only for encoder–decoder "
-                f"models (Transformer, ImageCaptioner); received {start_token_id!r} "
-                f"for a {type(model).__name__}."
+                f"{_OWNER}: argument `start_token_id` is only for models that "
+                f"generate (Transformer, ImageCaptioner, CausalLM); received "
+                f"{start_token_id!r} for a {type(model).__name__}."
             )
         return None
-    if start_token_id is None:
+    if start_token_id is None and not _is_language_model(model):
         return None
     return {
         "start_token_id": start_token_id,
@@ -225,7 +251,13 @@ def _generation_options(model, start_token_id, end_token_id, max_length):
 def _can_generate(model):
     from keras_attn.models import EncoderDecoderModel
 
-    return isinstance(model, EncoderDecoderModel)
+    return isinstance(model, EncoderDecoderModel) or _is_language_model(model)
+
+
+def _is_language_model(model):
+    from keras_attn.models import CausalLM
+
+    return isinstance(model, CausalLM)
 
 
 def _generate_function(model, options):

@@ -9,6 +9,7 @@ import keras
 
 # The token-id input that generation feeds itself; the other input is the source.
 DECODER_INPUT = "decoder_token_ids"
+LANGUAGE_MODEL_INPUT = "token_ids"
 
 
 def model_signature(model, input_signature=None, owner="export"):
@@ -62,7 +63,10 @@ def is_dict_input(model):
 
 
 def source_name_of(signature):
-    """The input that `model.encode` takes (token ids or images)."""
+    """The input `generate` takes: a `CausalLM`'s prompts (`token_ids`), or
+    what `model.encode` takes (token ids or images)."""
+    if LANGUAGE_MODEL_INPUT in signature:
+        return LANGUAGE_MODEL_INPUT
     return next(name for name in signature if name != DECODER_INPUT)
 
 

@@ -35,12 +35,16 @@ def prompt_batch(owner, prompts, max_length, padding_id, start_token_id):
         start = ops.full((ops.shape(tokens)[0], 1), start_token_id, "int32")
         tokens, lengths = ops.concatenate([start, tokens], axis=1), lengths + 1
     _check_lengths(owner, lengths, max_length)
-    if isinstance(tokens.shape[1], int) and tokens.shape[1] > max_length:
-        tokens = tokens[:, :max_length]  # only padding beyond (checked above)
-    rows = ops.full((ops.shape(tokens)[0], max_length), fill, "int32")
-    rows = ops.slice_update(rows, (0, 0), tokens)
+    # Columns gathered, not sliced into place: the prompts' width may be
+    # symbolic (jax2tf export), where a slice would need `width <= max_length`
+    # proven. Columns past the width repeat its last one and are then filled.
+    batch, width = ops.shape(tokens)
+    columns = ops.minimum(ops.arange(max_length, dtype="int32"), width - 1)
+    rows = ops.take_along_axis(
+        tokens, ops.broadcast_to(columns[None], (batch, max_length)), axis=1
+    )
     given = ops.arange(max_length)[None, :] < ops.cast(lengths, "int32")[:, None]
-    return rows, given
+    return ops.where(given, rows, fill), given
 
 
 def _from_lists(owner, prompts, fill):

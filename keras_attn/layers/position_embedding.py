@@ -72,7 +72,9 @@ class PositionEmbedding(PositionLayer):
             fail(owner_name(self), "start_index", start_index, "non-negative")
         length = shape[-2]
         offset = start_index if static_start else 0
-        if length is not None and offset + length > self.sequence_length:
+        # Unknown sizes are None, or symbolic (jax2tf export) and not comparable.
+        known = isinstance(length, int)
+        if known and offset + length > self.sequence_length:
             raise ValueError(
                 f"{owner_name(self)}: argument `inputs` must fit in "
                 f"`sequence_length`={self.sequence_length} positions from "
@@ -96,11 +98,12 @@ class PositionEmbedding(PositionLayer):
         self._check_shape(inputs.shape, start_index)
         table = ops.convert_to_tensor(self.embeddings)  # (sequence_length, D)
         if positions is None:
-            length, dim = ops.shape(inputs)[-2:]
-            rows = ops.slice(table, (start_index, 0), (length, dim))  # (T, D)
+            # A gather, not a slice: its size may be symbolic (jax2tf export),
+            # where a slice of the table would need `T <= sequence_length` proven.
+            positions = start_index + ops.arange(ops.shape(inputs)[-2])  # (T,)
         else:
             positions = self._checked_positions(positions, inputs)
-            rows = ops.take(table, positions, axis=0)  # ([B,] T, D)
+        rows = ops.take(table, positions, axis=0)  # ([B,] T, D)
         rows = ops.cast(rows, self.compute_dtype)
         return broadcast_over_inputs(rows, inputs)  # (..., T, D)
 

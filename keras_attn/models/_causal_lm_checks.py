@@ -112,15 +112,20 @@ def check_input_shapes(owner, inputs, max_sequence_length):
     token_ids = inputs["token_ids"]
     shape = tuple(token_ids.shape)
     length, limit = shape[1], max_sequence_length
-    if None not in (length, limit) and length > limit:
+    # Unknown sizes are None, or symbolic (jax2tf export) and not comparable.
+    if _known(length) and _known(limit) and length > limit:
         expected = f"at most max_sequence_length={limit} tokens long"
         fail_tensor(owner, "token_ids", token_ids, expected)
     for name, value in inputs.items():
         received = tuple(value.shape)
         if len(received) != 2 or any(
-            None not in pair and pair[0] != pair[1] for pair in zip(received, shape)
+            _known(a) and _known(b) and a != b for a, b in zip(received, shape)
         ):
             fail_tensor(owner, name, value, f"of the shape of `token_ids` {shape}")
+
+
+def _known(size):
+    return isinstance(size, int)
 
 
 def check_positions(owner, positions, limit):

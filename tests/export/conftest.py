@@ -64,3 +64,20 @@ def captioner():
         encoder="vit", num_decoder_layers=1, tie_output_embeddings=False
     )
     return _randomize(model, seed=3)
+
+
+@pytest.fixture(scope="session")
+def language_model():
+    """A CausalLM with a windowed layer (a ring cache inside `generate`)."""
+    model = _tiny_models.tiny_causal_lm(
+        vocabulary_size=VOCABULARY_SIZE, sliding_window=(2, None)
+    )
+    return _randomize(model, seed=4)
+
+
+def prompts(batch, seed=0):
+    """`(batch, 4)` right-padded prompts of lengths 4, 1, 3, 4, 1, ..."""
+    tokens = _tiny_models.random_tokens(batch, 4, VOCABULARY_SIZE, seed)
+    for row, length in zip(tokens, [4, 1, 3] * batch):
+        row[length:] = PADDING_ID
+    return tokens

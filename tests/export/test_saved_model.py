@@ -15,6 +15,7 @@ from tests._tiny_models import END_ID
 from tests._tiny_models import START_ID
 from tests._tiny_models import random_images
 from tests.export.conftest import MAX_LENGTH
+from tests.export.conftest import prompts
 from tests.export.conftest import random_tokens
 from tests.export.conftest import serving_inputs
 
@@ -29,6 +30,8 @@ def _keras_outputs(model, inputs):
 
 
 def _generation_source(name, batch):
+    if name == "language_model":
+        return {"token_ids": prompts(batch, seed=20 + batch)}
     if name == "captioner":
         return {"images": random_images(batch, seed=10 + batch)}
     return {"encoder_token_ids": random_tokens(batch, 6, seed=10 + batch)}
@@ -57,14 +60,19 @@ def _run_client(calls, arrays, directory):
 
 
 @pytest.fixture(scope="module")
-def served(vit, transformer, captioner, tmp_path_factory):
-    """Export three models, then call every signature once in one client."""
+def served(vit, transformer, captioner, language_model, tmp_path_factory):
+    """Export four models, then call every signature once in one client."""
     directory = tmp_path_factory.mktemp("saved_models")
-    models = {"vit": vit, "transformer": transformer, "captioner": captioner}
+    models = {
+        "vit": vit,
+        "transformer": transformer,
+        "captioner": captioner,
+        "language_model": language_model,
+    }
     paths = {}
     for name, model in models.items():
         paths[name] = str(directory / name)
-        generation = GENERATION if name != "vit" else {}
+        generation = GENERATION if name in ("transformer", "captioner") else {}
         export_saved_model(
             model, paths[name], max_length=MAX_LENGTH, verbose=False, **generation
         )
@@ -76,7 +84,7 @@ def served(vit, transformer, captioner, tmp_path_factory):
             calls.append(
                 _client_call(call_id, paths[name], "serving_default", inputs, arrays)
             )
-        for name in ("transformer", "captioner"):
+        for name in ("transformer", "captioner", "language_model"):
             inputs = _generation_source(name, batch)
             call_id = f"{name}_generate_{batch}"
             calls.append(_client_call(call_id, paths[name], "generate", inputs, arrays))
@@ -97,12 +105,13 @@ def test_serving_default_returns_the_keras_outputs(served, name, batch):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["transformer", "captioner"])
+@pytest.mark.parametrize("name", ["transformer", "captioner", "language_model"])
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 def test_generate_signature_returns_the_python_tokens(served, name, batch):
     source = next(iter(_generation_source(name, batch).values()))
+    generation = GENERATION if name != "language_model" else {}
     expected = generate(
-        served["models"][name], source, max_length=MAX_LENGTH, **GENERATION
+        served["models"][name], source, max_length=MAX_LENGTH, **generation
     )
     got = served["outputs"][f"{name}_generate_{batch}/token_ids"]
     assert got.dtype == np.int32
