@@ -1,6 +1,7 @@
 """keras_attn: attention and Transformers for Keras 3 on TensorFlow, JAX and PyTorch."""
 
 from keras_attn import convert
+from keras_attn import data
 from keras_attn import distribution
 from keras_attn import export
 from keras_attn import generation
@@ -13,6 +14,7 @@ from keras_attn._version import __version__
 
 __all__ = [
     "convert",
+    "data",
     "distribution",
     "export",
     "generation",
