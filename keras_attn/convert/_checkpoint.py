@@ -276,3 +276,53 @@ def resample_positions(table, old_grid, new_grid, num_prefix_tokens=1):
         table, old_grid, new_grid, num_prefix_tokens=num_prefix_tokens
     )
     return np.asarray(ops.convert_to_numpy(table))
+
+
+_HUGGINGFACE_CONFIG = "config.json"
+# What `save_pretrained` writes: safetensors since transformers 4.35, torch before.
+_HUGGINGFACE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def load_huggingface(checkpoint, config, owner, config_class):
+    """`(state, config)` of a Hugging Face checkpoint: a directory with
+    `config.json` and its weights, a weights file with `config.json` beside it,
+    or an in-memory state dict with `config` (a dict, a `config_class` instance
+    such as `ViTConfig`, or a `config.json` path)."""
+    if isinstance(checkpoint, dict):
+        state = state_dict_to_numpy(checkpoint)
+    else:
+        path = os.fspath(checkpoint)
+        if os.path.isdir(path):
+            if config is None:
+                config = os.path.join(path, _HUGGINGFACE_CONFIG)
+            path = _huggingface_weights_file(path, owner)
+        elif config is None:
+            config = os.path.join(os.path.dirname(path), _HUGGINGFACE_CONFIG)
+        state = read_state_dict(path)
+    if isinstance(config, (str, os.PathLike)):
+        if not os.path.isfile(config):
+            raise ValueError(
+                f"{owner}: argument `config` must be a dict, a `{config_class}` or "
+                f"a `config.json` path; no file {os.fspath(config)!r}."
+            )
+        config = read_json(config)
+    elif hasattr(config, "to_dict"):  # a transformers configuration
+        config = config.to_dict()
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{owner}: argument `config` must be a dict, a `{config_class}` or a "
+            f"`config.json` path when `checkpoint` is a state dict; received "
+            f"{config!r}."
+        )
+    return state, config
+
+
+def _huggingface_weights_file(directory, owner):
+    for name in _HUGGINGFACE_WEIGHTS:
+        if os.path.isfile(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    raise ValueError(
+        f"{owner}: argument `checkpoint` must be a directory with one of "
+        f"{list(_HUGGINGFACE_WEIGHTS)} (sharded checkpoints are not read); found "
+        f"{sorted(os.listdir(directory))} in {directory!r}."
+    )

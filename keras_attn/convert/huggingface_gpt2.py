@@ -5,8 +5,6 @@ Keras kernel, and fuses query, key and value into one `c_attn` of width `3d`:
 the plan slices it into the three `EinsumDense` kernels, head by head.
 """
 
-import os
-
 import numpy as np
 
 from keras_attn.convert import _checkpoint
@@ -14,9 +12,6 @@ from keras_attn.convert._checkpoint import Entry
 from keras_attn.convert._checkpoint import torch_norm
 
 _OWNER = "causal_lm_from_huggingface"
-_CONFIG = "config.json"
-# What `save_pretrained` writes: safetensors since transformers 4.35, torch before.
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 _HEAD = "lm_head.weight"
 _REQUIRED = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
 # Hugging Face activation names → keras_attn's (None: `gelu_approximate`).
@@ -194,49 +189,6 @@ def ignored_names(state, arguments):
     return ignore
 
 
-def _load(checkpoint, config):
-    """`(state, config)` from a file, a directory or an in-memory state dict."""
-    if isinstance(checkpoint, dict):
-        state = _checkpoint.state_dict_to_numpy(checkpoint)
-    else:
-        path = os.fspath(checkpoint)
-        if os.path.isdir(path):
-            if config is None:
-                config = os.path.join(path, _CONFIG)
-            path = _weights_file(path)
-        elif config is None:
-            config = os.path.join(os.path.dirname(path), _CONFIG)
-        state = _checkpoint.read_state_dict(path)
-    if isinstance(config, (str, os.PathLike)):
-        if not os.path.isfile(config):
-            raise ValueError(
-                f"{_OWNER}: argument `config` must be a GPT-2 config (a dict, a "
-                f"`GPT2Config` or a `config.json` path); no file "
-                f"{os.fspath(config)!r}."
-            )
-        config = _checkpoint.read_json(config)
-    elif hasattr(config, "to_dict"):  # transformers.GPT2Config
-        config = config.to_dict()
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"{_OWNER}: argument `config` must be a dict, a `GPT2Config` or a "
-            f"`config.json` path when `checkpoint` is a state dict; received "
-            f"{config!r}."
-        )
-    return state, config
-
-
-def _weights_file(directory):
-    for name in _WEIGHTS:
-        if os.path.isfile(os.path.join(directory, name)):
-            return os.path.join(directory, name)
-    raise ValueError(
-        f"{_OWNER}: argument `checkpoint` must be a directory with one of "
-        f"{list(_WEIGHTS)} (sharded checkpoints are not read); found "
-        f"{sorted(os.listdir(directory))} in {directory!r}."
-    )
-
-
 def causal_lm_from_huggingface(checkpoint, config=None, dtype=None):
     """A `CausalLM` with the configuration and weights of a Hugging Face GPT-2.
 
@@ -282,7 +234,9 @@ def causal_lm_from_huggingface(checkpoint, config=None, dtype=None):
     """
     from keras_attn.models.causal_lm import CausalLM
 
-    state, config = _load(checkpoint, config)
+    state, config = _checkpoint.load_huggingface(
+        checkpoint, config, _OWNER, "GPT2Config"
+    )
     state = canonical_names(state)
     arguments = model_arguments(config)
     ignore = ignored_names(state, arguments)

@@ -1,6 +1,5 @@
 """Hugging Face `ViTModel` / `ViTForImageClassification` → `VisionTransformer`."""
 
-import os
 import re
 
 from keras_attn.convert import _checkpoint
@@ -12,9 +11,6 @@ from keras_attn.convert._checkpoint import torch_dense
 from keras_attn.convert._checkpoint import torch_norm
 
 _OWNER = "vit_from_huggingface"
-_CONFIG = "config.json"
-# What `save_pretrained` writes: safetensors since transformers 4.35, torch before.
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # transformers < 5 names → the names of transformers 5 (`q_proj`, `mlp.fc1`, ...).
 _LEGACY_NAMES = (
     (r"\.encoder\.layer\.(\d+)\.", r".layers.\1."),
@@ -203,48 +199,6 @@ def conversion_plan(arguments, build_grid, qkv_bias=True):
     return plan
 
 
-def _load(checkpoint, config):
-    """`(state, config)` from a file, a directory or an in-memory state dict."""
-    if isinstance(checkpoint, dict):
-        state = _checkpoint.state_dict_to_numpy(checkpoint)
-    else:
-        path = os.fspath(checkpoint)
-        if os.path.isdir(path):
-            if config is None:
-                config = os.path.join(path, _CONFIG)
-            path = _weights_file(path)
-        elif config is None:
-            config = os.path.join(os.path.dirname(path), _CONFIG)
-        state = _checkpoint.read_state_dict(path)
-    if isinstance(config, (str, os.PathLike)):
-        if not os.path.isfile(config):
-            raise ValueError(
-                f"{_OWNER}: argument `config` must be a ViT config (a dict, a "
-                f"`ViTConfig` or a `config.json` path); no file {os.fspath(config)!r}."
-            )
-        config = _checkpoint.read_json(config)
-    elif hasattr(config, "to_dict"):  # transformers.ViTConfig
-        config = config.to_dict()
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"{_OWNER}: argument `config` must be a dict, a `ViTConfig` or a "
-            f"`config.json` path when `checkpoint` is a state dict; received "
-            f"{config!r}."
-        )
-    return state, config
-
-
-def _weights_file(directory):
-    for name in _WEIGHTS:
-        if os.path.isfile(os.path.join(directory, name)):
-            return os.path.join(directory, name)
-    raise ValueError(
-        f"{_OWNER}: argument `checkpoint` must be a directory with one of "
-        f"{list(_WEIGHTS)} (sharded checkpoints are not read); found "
-        f"{sorted(os.listdir(directory))} in {directory!r}."
-    )
-
-
 def vit_from_huggingface(checkpoint, config=None, image_size=None, dtype=None):
     """A `VisionTransformer` with the configuration and weights of a Hugging Face ViT.
 
@@ -288,7 +242,9 @@ def vit_from_huggingface(checkpoint, config=None, image_size=None, dtype=None):
     """
     from keras_attn.models.vision_transformer import VisionTransformer
 
-    state, config = _load(checkpoint, config)
+    state, config = _checkpoint.load_huggingface(
+        checkpoint, config, _OWNER, "ViTConfig"
+    )
     state = canonical_names(state)
     arguments = model_arguments(config, state, image_size)
     model = VisionTransformer(**arguments, dtype=dtype)  # validates image_size
