@@ -3,7 +3,8 @@
 `keras-attn export MODEL.keras OUTDIR --format saved_model|onnx [--backend B]`
 exports a `.keras` file for serving (`keras_attn.export`).
 
-`keras-attn convert SRC OUT.keras` converts a ViT checkpoint (`keras_attn.convert`).
+`keras-attn convert SRC OUT.keras` converts a ViT or GPT-2 checkpoint
+(`keras_attn.convert`).
 
 Each subcommand's options and code live next to the package it drives
 (`keras_attn/export/_cli.py`, `keras_attn/convert/_cli.py`); this module puts them
