@@ -23,6 +23,7 @@ CASES = (
     "cached_decoding",
     "structured_attention",
     "ring_decoding",
+    "packed_training",
 )
 
 

@@ -220,6 +220,12 @@ def _ring(r):
     )
 
 
+def _packed(r):
+    from benchmarks.packed_training import markdown as packed_markdown
+
+    return list(packed_markdown(r))
+
+
 _WRITERS = {
     "encoder_training": _encoder,
     "vit_inference": _vit,
@@ -227,4 +233,5 @@ _WRITERS = {
     "cached_decoding": _decoding,
     "structured_attention": _structured,
     "ring_decoding": _ring,
+    "packed_training": _packed,
 }
