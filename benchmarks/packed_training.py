@@ -56,7 +56,7 @@ def _settings(quick):
 
 
 def _documents(settings):
-    """The sample: documents (uint8 arrays) holding exactly the round's tokens."""
+    """The sample: documents (int64 arrays) holding exactly the round's tokens."""
     from examples import _stdlib_corpus as corpus
 
     paths = corpus.stdlib_files()[: settings["max_files"]]
