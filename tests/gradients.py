@@ -4,13 +4,18 @@ import keras
 import numpy as np
 
 
-def gradients(fn, *inputs):
-    """Return `[d fn(*inputs) / d input for input in inputs]` as NumPy arrays."""
+def gradients(fn, *inputs, compiled=False):
+    """Return `[d fn(*inputs) / d input for input in inputs]` as NumPy arrays.
+
+    `compiled`: on JAX, compile the gradient as one function (a whole model's
+    gradient evaluated eagerly compiles each of its primitives, for seconds).
+    """
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        grads = jax.grad(fn, argnums=tuple(range(len(inputs))))(*inputs)
+        grad = jax.grad(fn, argnums=tuple(range(len(inputs))))
+        grads = (jax.jit(grad) if compiled else grad)(*inputs)
     elif backend == "tensorflow":
         import tensorflow as tf
 

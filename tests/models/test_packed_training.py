@@ -6,6 +6,7 @@ mask) must equal its loss alone, and the gradient of the row's loss with
 respect to every weight must equal the sum of the documents' gradients alone.
 """
 
+import keras
 import numpy as np
 from absl.testing import parameterized
 from keras import ops
@@ -44,12 +45,19 @@ def the_row():
     return row
 
 
-def alone(document):
-    """Inputs, labels and loss mask of one document as its own row."""
-    tokens = np.asarray(document, "int32")[None]
-    labels = np.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1)  # last: unused
-    mask = np.ones(tokens.shape, "float32")
-    mask[:, -1] = 0.0
+def alone():
+    """Inputs, labels and loss mask of each document in its own row.
+
+    Rows are independent, and right padding (loss-masked) comes after every
+    real token of a causal model, so row `i` computes document `i` alone.
+    """
+    width = max(len(d) for d in DOCUMENTS)
+    tokens = np.zeros((len(DOCUMENTS), width), "int32")
+    labels, mask = np.zeros_like(tokens), np.zeros(tokens.shape, "float32")
+    for i, document in enumerate(DOCUMENTS):
+        tokens[i, : len(document)] = document
+        labels[i, : len(document) - 1] = document[1:]
+        mask[i, : len(document) - 1] = 1.0
     return {"token_ids": tokens}, labels, mask
 
 
@@ -61,6 +69,16 @@ def loss_function(model, inputs, labels, mask):
         return ops.sum(token_losses(model, list(weights), inputs, labels) * mask)
 
     return loss
+
+
+def evaluate(fn, *weights):
+    """`fn(*weights)` as NumPy, compiled on JAX (eagerly, each primitive of the
+    model compiles on its own: tens of seconds)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        fn = jax.jit(fn)
+    return ops.convert_to_numpy(fn(*weights))
 
 
 def packed_inputs(row):
@@ -86,20 +104,22 @@ class PackedTrainingTest(TestCase, parameterized.TestCase):
         model, row = packed_model(**options), the_row()
         weights = [v.value for v in model.trainable_variables]
         inputs, labels, mask = packed_inputs(row)
-        losses = ops.convert_to_numpy(
-            token_losses(
-                model,
-                weights,
-                {k: ops.convert_to_tensor(v) for k, v in inputs.items()},
-                ops.convert_to_tensor(labels),
-            )
+        inputs = {k: ops.convert_to_tensor(v) for k, v in inputs.items()}
+        labels = ops.convert_to_tensor(labels)
+        losses = evaluate(
+            lambda *w: token_losses(model, list(w), inputs, labels), *weights
         )[0]
-        for segment, document in enumerate(DOCUMENTS, start=1):
+        tokens_alone, labels_alone, mask_alone = alone()
+        inputs_alone = {"token_ids": ops.convert_to_tensor(tokens_alone["token_ids"])}
+        labels_alone = ops.convert_to_tensor(labels_alone)
+        losses_alone = evaluate(
+            lambda *w: token_losses(model, list(w), inputs_alone, labels_alone),
+            *weights,
+        )
+        for segment in range(1, len(DOCUMENTS) + 1):
             in_row = np.sum((losses * row["loss_mask"])[row["segment_ids"] == segment])
-            inputs_alone, labels_alone, mask_alone = alone(document)
-            by_itself = loss_function(model, inputs_alone, labels_alone, mask_alone)
-            expected = ops.convert_to_numpy(by_itself(*weights))
-            np.testing.assert_allclose(in_row, expected, rtol=1e-5, atol=1e-5)
+            by_itself = np.sum(losses_alone[segment - 1] * mask_alone[segment - 1])
+            np.testing.assert_allclose(in_row, by_itself, rtol=1e-5, atol=1e-5)
 
     @parameterized.named_parameters(
         ("learned", {}),
@@ -111,11 +131,10 @@ class PackedTrainingTest(TestCase, parameterized.TestCase):
     def test_row_gradients_are_the_sum_of_the_documents_gradients(self, options):
         model, row = packed_model(**options), the_row()
         weights = [ops.convert_to_numpy(v.value) for v in model.trainable_variables]
-        packed = gradients(loss_function(model, *packed_inputs(row)), *weights)
-        expected = [np.zeros_like(w) for w in weights]
-        for document in DOCUMENTS:
-            grads = gradients(loss_function(model, *alone(document)), *weights)
-            expected = [e + g for e, g in zip(expected, grads)]
+        loss = loss_function(model, *packed_inputs(row))
+        packed = gradients(loss, *weights, compiled=True)
+        # The gradient of the sum over independent rows: the documents' sum.
+        expected = gradients(loss_function(model, *alone()), *weights, compiled=True)
         self.assertGreater(max(np.abs(g).max() for g in packed), 1e-3)
         for variable, got, want in zip(model.trainable_variables, packed, expected):
             np.testing.assert_allclose(
