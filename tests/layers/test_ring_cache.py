@@ -244,7 +244,7 @@ class WindowedLanguageModel(keras.Model):
     def _decode(
         self,
         token_ids,
-        encoder_sequence,
+        encoder_sequence=None,
         encoder_padding_mask=None,
         caches=None,
         start_index=0,

@@ -124,11 +124,17 @@ class StructuredAttentionTest(TestCase):
         ("window", ("window",)),
         ("window_causal", ("window", "causal")),
         ("causal_mask", ("causal", "padding")),
+        ("window_mask", ("window", "padding")),
+        ("segments_causal", ("segments", "causal")),
+        ("segments_window_mask", ("segments", "window", "padding")),
     )
     def test_fused_path_where_the_kernel_expresses_it(self, kinds):
         case = make_case(kinds, 13, heads=4, kv_heads=4)
-        expressible = "window" not in kinds or (
-            keras.backend.backend() == "jax" and "padding" not in kinds
+        backend = keras.backend.backend()
+        # PyTorch's kernel is given the dense mask of any window and documents.
+        expressible = backend == "torch" or (
+            "segments" not in kinds
+            and ("window" not in kinds or (backend == "jax" and "padding" not in kinds))
         )
         if not expressible:
             with self.assertRaisesRegex(ValueError, "cannot be 'fused' with"):
@@ -144,8 +150,10 @@ def zlib_seed(kinds):
     return zlib.crc32("/".join(kinds).encode())
 
 
-# What no backend's fused kernel computes exactly.
-UNFUSABLE = ("segments", "bias", "soft_cap", "sinks", "mask_mod", "score_mod")
+# What no fused kernel computes exactly (PyTorch's takes documents as a mask).
+UNFUSABLE = ("bias", "soft_cap", "sinks", "mask_mod", "score_mod") + (
+    () if keras.backend.backend() == "torch" else ("segments",)
+)
 
 
 class FusedRefusalTest(TestCase):
@@ -286,3 +294,39 @@ class StructuredValidationTest(TestCase):
 
     def test_modifier_that_is_not_callable(self):
         self.assert_refused("`score_mod` must be None or a callable", score_mod="tanh")
+
+
+class _Chosen(Exception):
+    pass
+
+
+def chosen_path(monkeypatch, length, **options):
+    """The automatic choice for a causal call on q, k, v `(1, length, 2, 8)`;
+    the call stops there, so that long ones cost only their arguments."""
+    from keras_attn.ops import attention as attention_module
+
+    choose = attention_module._choose_implementation
+
+    def spy(*args, **kwargs):
+        raise _Chosen(choose(*args, **kwargs))
+
+    monkeypatch.setattr(attention_module, "_choose_implementation", spy)
+    q = ops.zeros((1, length, 2, 8))
+    with pytest.raises(_Chosen) as chosen:
+        dot_product_attention(q, q, q, is_causal=True, **options)
+    return chosen.value.args[0]
+
+
+@pytest.mark.parametrize("length", [1024, 16384])
+@pytest.mark.parametrize("kind", ["window", "segments"])
+def test_automatic_choice_for_windows_and_documents(monkeypatch, length, kind):
+    if kind == "window":
+        options = {"sliding_window": 256}
+    else:
+        options = {"segment_ids": ops.arange(length, dtype="int32")[None] // 100}
+    path = chosen_path(monkeypatch, length, **options)
+    # PyTorch's kernel, given the dense mask, wins while that mask is small
+    # (DENSE_PATTERN_ELEMENTS); elsewhere, and beyond, skipping blocks does.
+    small = length * length <= 8192 * 8192
+    expected = "fused" if keras.backend.backend() == "torch" and small else "chunked"
+    assert path == expected
