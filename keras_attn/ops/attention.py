@@ -41,11 +41,13 @@ IMPLEMENTATIONS = ("fused", "chunked", "math")
 # chunks instead of materialising the (B, H, T, S) matrix.
 CHUNKED_THRESHOLD_BYTES = 256 * 2**20
 DEFAULT_CHUNK_SIZE = 512
-# Up to this many (batch × query × key) mask entries, PyTorch's fused kernel given
-# a window or documents as a dense mask beats the chunked path's block skipping
-# (CPU training steps, 2 cores: 5.5x faster at 4 rows of 1,024 tokens, 1.8x at
-# one row of 8,192; slower at 16,384).
-DENSE_PATTERN_ELEMENTS = 8192 * 8192
+# Up to this many (batch × query × key) mask entries, computing every block of a
+# window or documents (dense mask) beats the chunked path's block skipping: on
+# PyTorch its fused kernel given the mask (CPU training steps, 2 cores: 5.5x
+# faster at 4 rows of 1,024 tokens, 1.8x at one row of 8,192; slower at 16,384),
+# on TensorFlow the math path (1.8x at 4 rows of 1,024, even at one of 2,048,
+# slower at 4,096). JAX compiles the chunked loops and skips blocks at any size.
+DENSE_PATTERN_ELEMENTS = {"torch": 8192 * 8192, "tensorflow": 2048 * 2048}
 
 
 def dot_product_attention(
@@ -101,8 +103,9 @@ def dot_product_attention(
             configuration: math when scores or dropout are needed; chunked when
             the float32 score matrix would exceed 256 MiB, or when a window or
             segment ids rule out whole blocks of queries and keys longer than
-            a block (except on PyTorch while their dense mask has at most
-            8,192² entries over the batch: its kernel takes that mask); else
+            a block (except while their dense mask is small: up to 8,192²
+            entries over the batch on PyTorch, whose kernel takes that mask,
+            and 2,048² on TensorFlow, which then takes the math path); else
             the backend's fused kernel where it computes exactly this call
             (float32 softmax, no bias, cap, sinks or modifiers; segments only
             on PyTorch; a window on JAX and PyTorch), else math.
@@ -268,7 +271,7 @@ def _choose_implementation(query, key, pattern, chunk_size, needs_math, fusable)
         if (
             sparse
             and min(query_length, key_length) > chunk_size
-            and not _fused_beats_block_skipping(fusable, mask_elements)
+            and not _dense_beats_block_skipping(fusable, mask_elements)
         ):
             return "chunked"
     if fusable and _fused_computes_float32_softmax(query.dtype):
@@ -276,11 +279,16 @@ def _choose_implementation(query, key, pattern, chunk_size, needs_math, fusable)
     return "math"
 
 
-def _fused_beats_block_skipping(fusable, mask_elements):
+def _dense_beats_block_skipping(fusable, mask_elements):
+    """Whether the fused kernel (PyTorch: given the dense mask of the pattern;
+    on GPU) or, on TensorFlow, the math path beats skipping blocks."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return mask_elements <= DENSE_PATTERN_ELEMENTS[backend]
     if not fusable:
         return False
-    if keras.backend.backend() == "torch":  # given the dense mask of the pattern
-        return mask_elements <= DENSE_PATTERN_ELEMENTS
+    if backend == "torch":
+        return mask_elements <= DENSE_PATTERN_ELEMENTS[backend]
     return _has_gpu()
 
 

@@ -317,7 +317,7 @@ def chosen_path(monkeypatch, length, **options):
     return chosen.value.args[0]
 
 
-@pytest.mark.parametrize("length", [1024, 16384])
+@pytest.mark.parametrize("length", [1024, 4096, 16384])
 @pytest.mark.parametrize("kind", ["window", "segments"])
 def test_automatic_choice_for_windows_and_documents(monkeypatch, length, kind):
     if kind == "window":
@@ -325,8 +325,10 @@ def test_automatic_choice_for_windows_and_documents(monkeypatch, length, kind):
     else:
         options = {"segment_ids": ops.arange(length, dtype="int32")[None] // 100}
     path = chosen_path(monkeypatch, length, **options)
-    # PyTorch's kernel, given the dense mask, wins while that mask is small
-    # (DENSE_PATTERN_ELEMENTS); elsewhere, and beyond, skipping blocks does.
-    small = length * length <= 8192 * 8192
-    expected = "fused" if keras.backend.backend() == "torch" and small else "chunked"
-    assert path == expected
+    # While the dense mask is small (DENSE_PATTERN_ELEMENTS), PyTorch's kernel
+    # given it and TensorFlow's math path win; beyond, and on JAX, skipping
+    # blocks does.
+    backend = keras.backend.backend()
+    dense = {"torch": "fused", "tensorflow": "math"}.get(backend)
+    limit = {"torch": 8192, "tensorflow": 2048}.get(backend, 0)
+    assert path == (dense if length <= limit else "chunked")
