@@ -40,7 +40,8 @@ def _load(values):
     return "n/a" if values is None else ", ".join(f"{v:.1f}" for v in values)
 
 
-def _fmt(s, digits=0, scale=1.0):
+def summary_text(s, digits=0, scale=1.0):
+    """`median [min, max]` of a `_timing.summary`, with thousands separators."""
     f = f"{{:,.{digits}f}}"
     return (
         f"{f.format(s['median'] * scale)} "
@@ -48,7 +49,8 @@ def _fmt(s, digits=0, scale=1.0):
     )
 
 
-def _table(header, rows):
+def table(header, rows):
+    """Markdown table lines (and a blank line after)."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out + [""]
@@ -60,21 +62,25 @@ def _encoder(r):
     rows = [
         [
             name,
-            _fmt(tps),
-            _fmt(fraction[name], 2),
-            _fmt(share[name], 2) if name in share else "",
-            _fmt(r["inference_ms"][name], 1) if name in r["inference_ms"] else "",
+            summary_text(tps),
+            summary_text(fraction[name], 2),
+            summary_text(share[name], 2) if name in share else "",
+            summary_text(r["inference_ms"][name], 1)
+            if name in r["inference_ms"]
+            else "",
         ]
         for name, tps in r["tokens_per_second"].items()
     ]
-    rows.append(["BLAS peak (GFLOP/s)", _fmt(r["blas_gflops"]), "1", "", ""])
+    rows.append(["BLAS peak (GFLOP/s)", summary_text(r["blas_gflops"]), "1", "", ""])
     if "step_gemm_ms" in r:
-        rows.append(["step GEMMs alone (ms)", _fmt(r["step_gemm_ms"], 1), "", "1", ""])
+        rows.append(
+            ["step GEMMs alone (ms)", summary_text(r["step_gemm_ms"], 1), "", "1", ""]
+        )
     out = [
         "### Encoder training and inference (batch 8 x 256, width 256)",
         "",
     ]
-    out += _table(
+    out += table(
         [
             "contender",
             "training tokens/s",
@@ -85,17 +91,24 @@ def _encoder(r):
         rows,
     )
     ratios = [
-        [n, _fmt(s, 2), _fmt(r["inference_speedup_vs_faster_anchor"][n], 2)]
+        [
+            n,
+            summary_text(s, 2),
+            summary_text(r["inference_speedup_vs_faster_anchor"][n], 2),
+        ]
         for n, s in r["train_speedup_vs_faster_anchor"].items()
     ]
-    out += _table(
+    out += table(
         ["ours", "training vs faster Keras anchor", "inference vs faster anchor"],
         ratios,
     )
     if "train_speedup_vs_torch_loop" in r:
-        out += _table(
+        out += table(
             ["ours", "training vs plain torch loop"],
-            [[n, _fmt(s, 2)] for n, s in r["train_speedup_vs_torch_loop"].items()],
+            [
+                [n, summary_text(s, 2)]
+                for n, s in r["train_speedup_vs_torch_loop"].items()
+            ],
         )
     return out
 
@@ -104,11 +117,15 @@ def _vit(r):
     rows = []
     for batch, contenders in r["latency_ms"].items():
         for name, s in contenders.items():
-            rows.append([batch, name, _fmt(s, 1)])
+            rows.append([batch, name, summary_text(s, 1)])
         rows.append(
-            [batch, "speed-up vs keras_hub", _fmt(r["speedup_vs_keras_hub"][batch], 2)]
+            [
+                batch,
+                "speed-up vs keras_hub",
+                summary_text(r["speedup_vs_keras_hub"][batch], 2),
+            ]
         )
-    return ["### ViT-S/16 forward, 224 x 224", ""] + _table(
+    return ["### ViT-S/16 forward, 224 x 224", ""] + table(
         ["batch", "contender", "latency ms"], rows
     )
 
@@ -134,7 +151,7 @@ def _long(r):
     return [
         "### Long-sequence causal self-attention (batch 1, 8 heads x 64)",
         "",
-    ] + _table(
+    ] + table(
         [
             "mode",
             "length",
@@ -158,11 +175,11 @@ def _first_step(res):
 
 def _decoding(r):
     s = r["settings"]
-    rows = [[n, _fmt(t, 2)] for n, t in r["seconds"].items()]
+    rows = [[n, summary_text(t, 2)] for n, t in r["seconds"].items()]
     rows += [
         [
             f"{n} (scaled from its last {r.get('recompute_steps_timed', '')} steps)",
-            _fmt(t, 2),
+            summary_text(t, 2),
         ]
         for n, t in r["recompute_seconds"].items()
         if "recompute" in n
@@ -172,17 +189,17 @@ def _decoding(r):
         f"layers, width {s['width']}",
         "",
     ]
-    out += _table(["contender", "seconds"], rows)
+    out += table(["contender", "seconds"], rows)
     ratios = [
-        [f"vs keras_hub ({v})", _fmt(x, 2)]
+        [f"vs keras_hub ({v})", summary_text(x, 2)]
         for v, x in r["speedup_vs_keras_hub"].items()
     ]
     vs_recompute = r["speedup_vs_recompute"]
     if "median" in vs_recompute:  # results of the first version: eager only
         vs_recompute = {"cached": vs_recompute}
     for variant, ratio in vs_recompute.items():
-        ratios.append([f"{variant} vs recompute", _fmt(ratio, 1)])
-    return out + _table(["speed-up of keras_attn", "ratio"], ratios)
+        ratios.append([f"{variant} vs recompute", summary_text(ratio, 1)])
+    return out + table(["speed-up of keras_attn", "ratio"], ratios)
 
 
 def _structured(r):
@@ -203,12 +220,12 @@ def _ring(r):
         f"{s['num_layers']} layers of width {s['width']}"
     )
     rows = [
-        [f"{s['window']}..{2 * s['window']}", _fmt(early, 2, 1e3)],
-        [f"last {s['window']}", _fmt(late, 2, 1e3)],
+        [f"{s['window']}..{2 * s['window']}", summary_text(early, 2, 1e3)],
+        [f"last {s['window']}", summary_text(late, 2, 1e3)],
     ]
     return (
         [title, ""]
-        + _table(["steps", "ms per step"], rows)
+        + table(["steps", "ms per step"], rows)
         + [
             f"Last / early median: **{r['late_over_early']:.2f}** (target <= 1.2). "
             f"Cache: {bytes_}. Tokens equal the uncached windowed forward at "

@@ -4,6 +4,9 @@ import argparse
 import json
 import os
 
+from benchmarks._report import summary_text
+from benchmarks._report import table
+
 
 def markdown(r):
     """The case's section as Markdown lines, in the style of `_report.py`."""
@@ -33,7 +36,7 @@ def markdown(r):
                 f"{step:.1f}" if step else "",
             ]
         )
-    out += _table(
+    out += table(
         [
             "mode",
             "length",
@@ -54,7 +57,7 @@ def markdown(r):
     rows = []
     for g in r["timing"]:
         rows.append(_group_row(g))
-    out += _table(
+    out += table(
         ["comparison", "length", "seconds per contender", "ratio", "target", "met"],
         rows,
     )
@@ -66,7 +69,8 @@ def markdown(r):
 def _group_row(g):
     length = _length(g)
     seconds = "; ".join(
-        f"{name} {_fmt(s, 3)}" + _path(g, name) for name, s in g["seconds"].items()
+        f"{name} {summary_text(s, 3)}" + _path(g, name)
+        for name, s in g["seconds"].items()
     )
     ratio = g.get("ratio")
     target = g.get("target")
@@ -75,7 +79,7 @@ def _group_row(g):
         g["name"],
         length,
         seconds or "failed",
-        f"{ratio['of']}: {_fmt(ratio, 2)}" if ratio else "",
+        f"{ratio['of']}: {summary_text(ratio, 2)}" if ratio else "",
         f"{target[0]} {target[1]:g}" if target else "",
         met,
     ]
@@ -107,17 +111,6 @@ def _notes(g):
     if "flex_training" in g:
         parts.append(f"FlexAttention training step on CPU: {g['flex_training']}")
     return f"- *{g['name']}*: " + "; ".join(parts) if parts else ""
-
-
-def _fmt(s, digits):
-    f = f"{{:,.{digits}f}}"
-    return f"{f.format(s['median'])} [{f.format(s['min'])}, {f.format(s['max'])}]"
-
-
-def _table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return out + [""]
 
 
 def write_markdown_beside(argv):

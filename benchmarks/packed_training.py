@@ -35,6 +35,9 @@ rounds are interleaved.
 import keras
 import numpy as np
 
+from benchmarks._report import summary_text
+from benchmarks._report import table
+
 SEED = 0
 BYTES = 256
 PADDING_ID = BYTES  # the one special token: 0..255 are the bytes
@@ -298,8 +301,8 @@ def markdown(r):
     rows = [
         [
             name,
-            _fmt(r["useful_tokens_per_s"][name], 0),
-            _fmt(r["seconds"][name], 2),
+            summary_text(r["useful_tokens_per_s"][name], 0),
+            summary_text(r["seconds"][name], 2),
             r["steps"][name],
             f"{r['padding_efficiency'][name]:.2f}",
             f"{r['parameters'][name]:,}",
@@ -309,7 +312,7 @@ def markdown(r):
         ]
         for name in r["seconds"]
     ]
-    out += _table(
+    out += table(
         [
             "contender",
             "useful tokens/s",
@@ -328,21 +331,10 @@ def markdown(r):
         other = name.split(" vs ")[1]
         target = f">= {r['target']:g}" if other in r["met"] else ""
         met = "" if other not in r["met"] else ("yes" if r["met"][other] else "**no**")
-        ratios.append([name, _fmt(ratio, 2), target, met])
-    out += _table(["comparison", "useful tokens/s ratio", "target", "met"], ratios)
+        ratios.append([name, summary_text(ratio, 2), target, met])
+    out += table(["comparison", "useful tokens/s ratio", "target", "met"], ratios)
     shapes = ", ".join(f"{b}x{t}" for b, t in r["bucket_shapes"])
     return out + [f"Bucketed batch shapes: {shapes}.", ""]
-
-
-def _fmt(s, digits):
-    f = f"{{:,.{digits}f}}"
-    return f"{f.format(s['median'])} [{f.format(s['min'])}, {f.format(s['max'])}]"
-
-
-def _table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return out + [""]
 
 
 if __name__ == "__main__":
