@@ -33,9 +33,19 @@ def language_model(sliding_window=None):
     return model
 
 
+_GREEDY = {}
+
+
 def generate_numpy(model, prompts, **kwargs):
+    """`generate` as NumPy. Greedy decodings of lists are computed once per
+    session: on JAX each call compiles its loop, for seconds."""
     kwargs = {"max_length": MAX_LENGTH, **kwargs}
-    return keras.ops.convert_to_numpy(generate(model, prompts, **kwargs))
+    if "sampler" in kwargs or not isinstance(prompts, list):
+        return keras.ops.convert_to_numpy(generate(model, prompts, **kwargs))
+    key = (id(model), repr(prompts), tuple(sorted(kwargs.items())))
+    if key not in _GREEDY:
+        _GREEDY[key] = keras.ops.convert_to_numpy(generate(model, prompts, **kwargs))
+    return _GREEDY[key].copy()
 
 
 def right_padded(prompts, width=MAX_LENGTH):
