@@ -1,13 +1,21 @@
-"""`keras-attn export`, run as a subprocess the way a user runs it."""
+"""`keras-attn export`: its messages, and one run the way a user runs it.
+
+The error paths call the command's `main` in this process (a subprocess would
+only add the seconds of importing Keras again); the export on another backend
+runs `python -m keras_attn.cli`, the console script's entry point, which starts
+another subprocess for `--backend`.
+"""
 
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
+from keras_attn.cli import main
 from tests._tiny_models import random_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -15,39 +23,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @keras.saving.register_keras_serializable(package="tests_export")
 class Doubler(keras.layers.Layer):
-    """Registered here, so the command's process (which never imports this
-    module) cannot find it."""
+    """Registered here; the test takes it out of the registry before loading."""
 
     def call(self, x):
         return x * 2.0
 
 
-# `keras-attn` in a process where the named modules are missing.
-_CLI_WITHOUT = (
-    "import sys\n"
-    "for name in sys.argv.pop(1).split(','):\n"
-    "    sys.modules[name] = None\n"
-    "from keras_attn.cli import main\n"
-    "raise SystemExit(main())\n"
-)
+@pytest.fixture
+def export_command(capsys, monkeypatch):
+    """Runs `keras-attn export ARGUMENTS` here, with the `missing` modules absent."""
+
+    def run(*arguments, missing=()):
+        for name in missing:
+            monkeypatch.setitem(sys.modules, name, None)
+        try:
+            returncode = main(["export", *arguments])
+        except SystemExit as exit:  # argparse's own errors
+            returncode = exit.code
+        captured = capsys.readouterr()
+        return SimpleNamespace(
+            returncode=returncode, stdout=captured.out, stderr=captured.err
+        )
+
+    return run
 
 
-def _run(*arguments, missing=(), backend=None):
-    python = [sys.executable, "-c", _CLI_WITHOUT, ",".join(missing)]
-    if not missing:
-        python = [sys.executable, "-m", "keras_attn.cli"]
-    backend = backend or keras.backend.backend()
+def _run_as_a_user(*arguments):
     return subprocess.run(
-        [*python, "export", *arguments],
+        [sys.executable, "-m", "keras_attn.cli", "export", *arguments],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={
-            **os.environ,
-            "KERAS_BACKEND": backend,
-            "PYTHONPATH": ROOT,
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        },
+        env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
 
 
@@ -76,7 +83,9 @@ def test_export_on_another_backend_reports_each_step(vit, tmp_path):
     vit.save(model_path)
     backend = _other_backend()
     out = tmp_path / "served"
-    result = _run(model_path, str(out), "--format", "saved_model", "--backend", backend)
+    result = _run_as_a_user(
+        model_path, str(out), "--format", "saved_model", "--backend", backend
+    )
     assert result.returncode == 0, result.stderr
     assert f"loading {model_path} ({backend})" in result.stdout
     assert f"wrote {out}" in result.stdout
@@ -92,35 +101,42 @@ def test_export_on_another_backend_reports_each_step(vit, tmp_path):
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-5)
 
 
-def test_a_missing_model_file_fails_with_a_message(tmp_path):
-    result = _run(str(tmp_path / "absent.keras"), str(tmp_path / "out"))
+def test_a_missing_model_file_fails_with_a_message(export_command, tmp_path):
+    result = export_command(str(tmp_path / "absent.keras"), str(tmp_path / "out"))
     assert result.returncode == 1
     assert "keras-attn export: error: cannot load" in result.stderr
     assert "absent.keras" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_a_missing_custom_object_fails_naming_the_class_and_layer(tmp_path):
+def test_a_missing_custom_object_fails_naming_the_class_and_layer(
+    export_command, monkeypatch, tmp_path
+):
     inputs = keras.Input((3,), name="features")
     model = keras.Model(inputs, Doubler(name="doubler")(inputs))
     model_path = str(tmp_path / "custom.keras")
     model.save(model_path)
-    result = _run(model_path, str(tmp_path / "out"), "--format", "onnx")
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "tests_export>Doubler")
+    result = export_command(model_path, str(tmp_path / "out"), "--format", "onnx")
     assert result.returncode == 1
     assert "Doubler" in result.stderr and "'doubler'" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unknown_format_fails(tmp_path):
-    result = _run("model.keras", str(tmp_path / "out"), "--format", "tflite")
+def test_an_unknown_format_fails(export_command, tmp_path):
+    result = export_command("model.keras", str(tmp_path / "out"), "--format", "tflite")
     assert result.returncode == 2
     assert "invalid choice: 'tflite'" in result.stderr
 
 
-def test_onnx_without_its_extra_prints_the_install_line_and_writes_nothing(tmp_path):
+def test_onnx_without_its_extra_prints_the_install_line_and_writes_nothing(
+    export_command, tmp_path
+):
     model_path = _tiny_model_file(tmp_path)
     out = tmp_path / "exports" / "onnx"
-    result = _run(model_path, str(out), "--format", "onnx", missing=["onnxscript"])
+    result = export_command(
+        model_path, str(out), "--format", "onnx", missing=["onnxscript"]
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     (error,) = _error_lines(result)
@@ -131,13 +147,11 @@ def test_onnx_without_its_extra_prints_the_install_line_and_writes_nothing(tmp_p
     assert sorted(os.listdir(tmp_path)) == ["tiny.keras"]
 
 
-def test_a_saved_model_without_tensorflow_prints_the_install_line(tmp_path):
+def test_a_saved_model_without_tensorflow_prints_the_install_line(
+    export_command, tmp_path
+):
     model_path = _tiny_model_file(tmp_path)
-    # Keras on TensorFlow cannot start without it: the command runs on another.
-    backend = _other_backend() if keras.backend.backend() == "tensorflow" else None
-    result = _run(
-        model_path, str(tmp_path / "out"), missing=["tensorflow"], backend=backend
-    )
+    result = export_command(model_path, str(tmp_path / "out"), missing=["tensorflow"])
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     (error,) = _error_lines(result)
@@ -146,13 +160,15 @@ def test_a_saved_model_without_tensorflow_prints_the_install_line(tmp_path):
 
 
 def test_a_failure_during_the_export_prints_one_line_and_leaves_nothing(
-    transformer, tmp_path
+    export_command, transformer, tmp_path
 ):
     model_path = str(tmp_path / "translator.keras")
     transformer.save(model_path)
     out = tmp_path / "exports" / "translator" / "1"
     # The padding id is no start token: the export fails while tracing `generate`.
-    result = _run(model_path, str(out), "--start-token-id", "0", "--max-length", "4")
+    result = export_command(
+        model_path, str(out), "--start-token-id", "0", "--max-length", "4"
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     (error,) = _error_lines(result)
