@@ -67,7 +67,6 @@ def jax_result(tmp_path_factory):
         return run_scenario(
             "_jax_model_parallel.py",
             "jax",
-            XLA_FLAGS="--xla_force_host_platform_device_count=8",
         )
 
     if "PYTEST_XDIST_WORKER" not in os.environ:
