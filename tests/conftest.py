@@ -49,28 +49,6 @@ def _configure_jax_compilation_cache():
 _configure_jax_compilation_cache()
 
 
-# Files whose tests start subprocesses (other backends, exports, the distribution
-# engines, the examples) or build module-wide exports: tens of seconds each.
-LONG_FILES = (
-    "test_engines.py",
-    "test_attention_differential.py",
-    "test_saved_model.py",
-    "test_onnx.py",
-    "test_windowed_decoder_export.py",
-    "test_cli.py",
-    "test_failures.py",
-    "test_cross_backend.py",
-    "test_stdlib_lm.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    """The long files first; tox.ini's `--dist loadfile` gives each file to one
-    pytest-xdist worker (a module-scoped export is computed once), and with the
-    long ones first the two workers end together on the many short files."""
-    items.sort(key=lambda item: item.path.name not in LONG_FILES)  # stable
-
-
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend: {keras.backend.backend()}"
 
