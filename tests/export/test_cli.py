@@ -38,8 +38,8 @@ def export_command(capsys, monkeypatch):
             monkeypatch.setitem(sys.modules, name, None)
         try:
             returncode = main(["export", *arguments])
-        except SystemExit as exit:  # argparse's own errors
-            returncode = exit.code
+        except SystemExit as stop:  # argparse's own errors
+            returncode = stop.code
         captured = capsys.readouterr()
         return SimpleNamespace(
             returncode=returncode, stdout=captured.out, stderr=captured.err
