@@ -33,8 +33,8 @@ def attention_maps(model, inputs):
         of head `h` is how query `i` spreads its attention over the `S` keys.
 
     Raises:
-        ValueError: `model` has no keras_attn `MultiHeadAttention`, or none of
-            them ran on `inputs`.
+        ValueError: `model` has no keras_attn `MultiHeadAttention`, `inputs`
+            do not fit the model, or none of its attention layers ran on them.
 
     Example:
     ```python
@@ -42,15 +42,20 @@ def attention_maps(model, inputs):
     maps["encoder_layer_0/self_attention"].shape  # (B, heads, 1 + N, 1 + N)
     ```
     """
+    return recorded_maps("attention_maps", model, inputs)
+
+
+def recorded_maps(owner, model, inputs):
+    """`attention_maps`, with errors that name `owner` (the public caller)."""
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(
-            "attention_maps: argument `model` must be a keras.Model or layer; "
+            f"{owner}: argument `model` must be a keras.Model or layer; "
             f"received {model!r}."
         )
     names = _attention_layer_paths(model)
     if not names:
         raise ValueError(
-            "attention_maps: argument `model` must contain at least one "
+            f"{owner}: argument `model` must contain at least one "
             "keras_attn.layers.MultiHeadAttention (directly or inside "
             "TransformerEncoder/TransformerDecoder blocks); received "
             f"{describe(model)}, which has none."
@@ -61,10 +66,17 @@ def attention_maps(model, inputs):
         return lambda scores: recorded.append((name, scores))
 
     with recording_scores({key: recorder(name) for key, name in names.items()}):
-        model(inputs, training=False)
+        try:
+            model(inputs, training=False)
+        except Exception as error:  # Keras, TF, JAX and torch raise different types.
+            raise ValueError(
+                f"{owner}: argument `inputs` does not fit {describe(model)}; "
+                f"received {_shapes(inputs)}. The model said: "
+                f"{_first_line(error)}"
+            ) from error
     if not recorded:
         raise ValueError(
-            "attention_maps: argument `inputs` did not reach any attention layer "
+            f"{owner}: argument `inputs` did not reach any attention layer "
             f"of {describe(model)} (layers: {sorted(names.values())})."
         )
     maps = {}
@@ -85,3 +97,19 @@ def _attention_layer_paths(model):
         for path, layer in sublayers(model)
         if isinstance(layer, MultiHeadAttention)
     }
+
+
+def _shapes(inputs):
+    if isinstance(inputs, dict):
+        return "{" + ", ".join(f"{k!r}: {_shapes(v)}" for k, v in inputs.items()) + "}"
+    shape = getattr(inputs, "shape", None)
+    return f"shape {tuple(shape)}" if shape is not None else repr(inputs)[:80]
+
+
+def _first_line(error):
+    # Keras wraps a layer's error in "Exception encountered when calling ...":
+    # the user's mistake is in the first non-empty line after that preamble.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception encountered")]
+    text = (useful or lines or [type(error).__name__])[0]
+    return text.replace("\x1b[1m", "").replace("\x1b[0m", "")

@@ -1,0 +1,36 @@
+"""Where a model's image tokens come from: patch grid, patch size, prefix tokens."""
+
+import collections
+
+from keras_attn.inspect._walk import sublayers
+from keras_attn.layers.patch_embedding import PatchEmbedding
+from keras_attn.models.image_captioner import ImageCaptioner
+
+ImageTokens = collections.namedtuple(
+    "ImageTokens", ["grid_shape", "patch_size", "num_prefix_tokens"]
+)
+
+
+def image_tokens(model, image_shape):
+    """The `ImageTokens` of `(B, height, width, channels)` images, or `None`.
+
+    A `PatchEmbedding` (the first found) gives its patch size and class token; an
+    `ImageCaptioner` with the convolutional stem has one token per
+    `patch_size × patch_size` cell and no prefix. `None` for a model whose
+    tokens are not image patches.
+    """
+    height, width = image_shape[1:3]
+    layer = model if isinstance(model, PatchEmbedding) else None
+    for _, child in sublayers(model) if layer is None else ():
+        if isinstance(child, PatchEmbedding):
+            layer = child
+            break
+    if layer is not None:
+        patch_size = tuple(layer.patch_size)
+        prefix = layer.num_prefix_tokens
+    elif isinstance(model, ImageCaptioner):
+        patch_size, prefix = (model.patch_size, model.patch_size), 0
+    else:
+        return None
+    grid = (height // patch_size[0], width // patch_size[1])
+    return ImageTokens(grid, patch_size, prefix)
