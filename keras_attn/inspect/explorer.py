@@ -172,19 +172,28 @@ def encode_weights(scores):
 
 def _layer_entry(name, scores):
     """The page's record of one layer, and its `(B, H, T, S)` maps."""
-    parts = name.split("/")
-    stack = "decoder" if "decoder" in parts[0] else "encoder"
-    cross = parts[-1].startswith("cross_attention")
-    batch, heads, queries, keys = scores.shape
+    queries, keys = _roles(name)
     entry = {
         "name": name,
-        "kind": "cross" if cross else "self",
-        "queries": stack,
-        "keys": "encoder" if cross else stack,
-        "shape": [batch, heads, queries, keys],
+        "kind": "self" if queries == keys else "cross",
+        "queries": queries,
+        "keys": keys,
+        "shape": list(scores.shape),
         "weights": encode_weights(scores),
     }
     return entry, scores
+
+
+def _roles(name):
+    """`(query sequence, key sequence)` of the attention layer at path `name`.
+
+    Blocks below a `decoder...` path attend over the decoder's tokens, except
+    their `cross_attention`, whose keys are the encoder's.
+    """
+    parts = name.split("/")
+    stack = "decoder" if "decoder" in parts[0] else "encoder"
+    cross = parts[-1].startswith("cross_attention")
+    return stack, "encoder" if cross else stack
 
 
 def _sequence_lengths(layers):
@@ -367,8 +376,7 @@ def _encoder_self_attention(maps):
     return {
         name: scores
         for name, scores in maps.items()
-        if "decoder" not in name.split("/")[0]
-        and not name.split("/")[-1].startswith("cross_attention")
+        if _roles(name) == ("encoder", "encoder")
     }
 
 

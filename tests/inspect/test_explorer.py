@@ -47,14 +47,22 @@ CASES = {
 }
 
 
+# Labels of the transformer's pages (the other cases show their defaults).
+TOKENS = {
+    "transformer": {
+        "encoder": [["five", "three", "four", "end", "[pad]"], ["one", "two", "three"]],
+        "decoder": ["[start]", "3", "4", "[end]"],
+    },
+}
+
+
 @functools.cache
 def explored(case):
-    """`(attention_maps, page data)` of a case, computed once per test session."""
+    """`(attention_maps, page)` of a case, computed once per test process."""
     make_model, inputs = CASES[case]
     model = make_model()
-    return inspect.attention_maps(model, inputs), page_data(
-        inspect.explore(model, inputs)
-    )
+    page = inspect.explore(model, inputs, tokens=TOKENS.get(case))
+    return inspect.attention_maps(model, inputs), page
 
 
 def page_data(page):
@@ -94,7 +102,8 @@ def assert_equal_to_quantisation(page_weights, expected):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_page_weights_equal_attention_maps(case):
-    maps, data = explored(case)
+    maps, page = explored(case)
+    data = page_data(page)
 
     assert [layer["name"] for layer in data["layers"]] == list(maps)
     for layer in data["layers"]:
@@ -104,7 +113,7 @@ def test_page_weights_equal_attention_maps(case):
 
 
 def test_layers_know_their_queries_and_keys():
-    _, data = explored("captioner")
+    data = page_data(explored("captioner")[1])
 
     roles = {
         layer["name"]: (layer["queries"], layer["keys"]) for layer in data["layers"]
@@ -117,7 +126,8 @@ def test_layers_know_their_queries_and_keys():
 
 
 def test_image_rollout_and_distances_equal_the_inspect_functions():
-    maps, data = explored("vit")
+    maps, page = explored("vit")
+    data = page_data(page)
     model = vit()
 
     image = data["image"]
@@ -143,22 +153,17 @@ def test_image_rollout_and_distances_equal_the_inspect_functions():
 
 
 def test_labels_default_to_token_ids_and_patch_positions():
-    sequences = explored("captioner")[1]["sequences"]
+    sequences = page_data(explored("captioner")[1])["sequences"]
 
     assert sequences["decoder"]["labels"][0] == ["1", "3", "4", "0"]
     assert sequences["encoder"]["labels"][1][:2] == ["(0, 0)", "(0, 1)"]
 
 
 def test_given_labels_pad_short_rows():
-    make_model, inputs = CASES["transformer"]
-    tokens = {"encoder": ["five", "three", "four", "end"], "decoder": [["a"], ["b"]]}
+    sequences = page_data(explored("transformer")[1])["sequences"]
 
-    sequences = page_data(inspect.explore(make_model(), inputs, tokens=tokens))[
-        "sequences"
-    ]
-
-    assert sequences["encoder"]["labels"][1] == ["five", "three", "four", "end", ""]
-    assert sequences["decoder"]["labels"][1] == ["b", "", "", ""]
+    assert sequences["encoder"]["labels"][1] == ["one", "two", "three", "", ""]
+    assert sequences["decoder"]["labels"][1] == ["[start]", "3", "4", "[end]"]
 
 
 def test_long_rows_keep_their_strongest_keys():

@@ -14,17 +14,11 @@ import pytest
 from keras_attn import inspect
 from tests.inspect import _browser
 from tests.inspect.test_explorer import CASES
+from tests.inspect.test_explorer import explored
 
 pytestmark = pytest.mark.skipif(
     _browser.missing() is not None, reason=str(_browser.missing())
 )
-TOKENS = {
-    "transformer": {
-        "encoder": [["five", "three", "four", "end", "[pad]"], ["one", "two", "three"]],
-        "decoder": ["[start]", "3", "4", "[end]"],
-    },
-    "captioner": ["[start]", "red", "circle", "[end]"],
-}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +29,9 @@ def browser():
 
 @functools.cache
 def written(case, folder):
-    """The model's maps and the path of its page (written once per session)."""
-    make_model, inputs = CASES[case]
-    model = make_model()
-    path = os.path.join(folder, f"{case}.html")
-    inspect.explore(model, inputs, tokens=TOKENS.get(case), path=path)
-    return inspect.attention_maps(model, inputs), path
+    """The case's maps and the path of its page (written once per process)."""
+    maps, page = explored(case)
+    return maps, page.save(os.path.join(folder, f"{case}.html"))
 
 
 @pytest.fixture(scope="module")

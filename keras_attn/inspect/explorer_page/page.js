@@ -282,7 +282,7 @@
 
   function drawDistance(section, distance) {
     element("h2", { text: "Mean attention distance (pixels) per head against depth" }, section);
-    const width = 420, height = 240, left = 50, bottom = 30;
+    const width = 420, height = 250, left = 50, bottom = 40;
     const svg = element("svg", { id: "attention-distance", width: width, height: height }, section, SVG);
     const top = Math.max(1e-6, ...distance.values.flat());
     const layers = distance.values.length;
