@@ -11,6 +11,10 @@ forcing, one per image encoder:
 Each then writes captions for held-out images with cached greedy decoding
 (`keras_attn.generation.generate`, from `[START]` until `[END]`), is scored by
 exact caption match, and is saved as a `.keras` file (reloaded and checked).
+Next to it goes `shapes_captioner_<encoder>_explorer.html`, the attention
+explorer (`keras_attn.inspect.explore`) of 6 held-out images read with the
+captions the model wrote; it opens on the last decoder layer's
+cross-attention, each word of the caption over the image.
 
     KERAS_BACKEND=jax python examples/caption_shapes.py              # both, full
     KERAS_BACKEND=torch python examples/caption_shapes.py --quick    # smoke test
@@ -35,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _shapes_data as data  # noqa: E402
 
 from keras_attn.generation import generate  # noqa: E402
+from keras_attn.inspect import explore  # noqa: E402
 from keras_attn.models.image_captioner import ImageCaptioner  # noqa: E402
 from keras_attn.training import MaskedAccuracy  # noqa: E402
 from keras_attn.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
@@ -43,6 +48,7 @@ SEED = 0
 ENCODERS = ("cnn", "vit")
 # The patch-linear ViT encoder needs twice the epochs of the convolutional stem.
 EPOCHS = {"cnn": 6, "vit": 12}
+EXPLORED = 6  # held-out images on the explorer page
 
 
 def parse_args(argv=None):
@@ -64,7 +70,10 @@ def parse_args(argv=None):
     parser.add_argument("--train-size", type=int, default=16000, help="train images")
     parser.add_argument("--test-size", type=int, default=500, help="test images")
     parser.add_argument(
-        "--output", default=None, help="where to write the models (default: temp dir)"
+        "--output",
+        default=None,
+        help="where to write the models and explorer pages (default: a temporary "
+        "directory, removed at exit)",
     )
     return parser.parse_args(argv)
 
@@ -132,6 +141,28 @@ def caption_images(model, images, batch_size=250):
     return np.concatenate(batches)
 
 
+def write_explorer(model, images, captions, output_dir):
+    """The attention explorer of `images` read with their generated `captions`.
+
+    The decoder reads each caption the model wrote (`[START]` to `[END]`, with
+    teacher forcing), so the page shows the attention behind the caption it
+    generated, a wrong one included. Returns the page's path.
+    """
+    token_ids = captions[:EXPLORED, :-1]  # (EXPLORED, MAX_LENGTH - 1)
+    words = [
+        [data.VOCABULARY[t] for t in row if t != data.PADDING_ID] for row in token_ids
+    ]
+    page = explore(
+        model,
+        {"images": images[:EXPLORED], "decoder_token_ids": token_ids},
+        tokens={"decoder": words},
+        layer="decoder_layer_1/cross_attention",
+        title=f"{model.name}: held-out images and the captions it wrote",
+        path=os.path.join(output_dir, f"{model.name}_explorer.html"),
+    )
+    return page.path
+
+
 def run_encoder(encoder, args, train_set, test_set, output_dir):
     keras.utils.set_random_seed(SEED)
     model = build_model(encoder, args.dropout)
@@ -160,6 +191,8 @@ def run_encoder(encoder, args, train_set, test_set, output_dir):
         f"{encoder}: exact match {exact:.3f} on {len(test_ids)} held-out images, "
         f"trained in {train_seconds:.0f} s; saved {path}"
     )
+    page = write_explorer(model, test_images, predicted, output_dir)
+    print(f"wrote the attention explorer {page}")
     return exact
 
 
@@ -186,6 +219,7 @@ def main(argv=None):
     if args.output is None:
         with tempfile.TemporaryDirectory(prefix="keras_attn_captions_") as output:
             scores = run(args, output)
+        print(f"removed {output} (pass --output DIR to keep the files)")
     else:
         os.makedirs(args.output, exist_ok=True)
         scores = run(args, args.output)

@@ -1,7 +1,8 @@
 """Look inside the digits ViT: the ViT paper's Figure 7 panels and attention rollout.
 
-Trains the Vision Transformer of `examples/vit_digits.py` (or loads one it saved),
-runs it once on the test digits with `keras_attn.inspect.attention_maps`, and writes
+Trains the Vision Transformer of `examples/vit_digits.py` (or loads one it saved;
+training also leaves its `vit_digits_explorer.html` page next to the model), runs
+it once on the test digits with `keras_attn.inspect.attention_maps`, and writes
 four PNG files:
 
 - `patch_components.png`: principal components of the patch-embedding filters

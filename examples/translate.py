@@ -17,7 +17,10 @@ Two models learn the same data for the same number of epochs:
     KERAS_BACKEND=torch python examples/translate.py --quick    # a few steps (CI)
 
 Prints the exact-match accuracy (the whole digit string right) and training time of
-both models, saves them as `.keras`, and ends with the line
+both models, saves them as `.keras`, writes `translate_transformer_explorer.html`
+next to them (the attention explorer of `keras_attn.inspect.explore` on a test
+number of each digit count, longest first, opened on the last decoder layer's
+cross-attention: digits over number words), and ends with the line
 `RESULT transformer_exact_match=... lstm_exact_match=... transformer_seconds=...
 lstm_seconds=... seconds=...`.
 """
@@ -38,6 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_attn.generation import generate  # noqa: E402
+from keras_attn.inspect import explore  # noqa: E402
 from keras_attn.models import Transformer  # noqa: E402
 from keras_attn.training import MaskedAccuracy  # noqa: E402
 from keras_attn.training import MaskedSparseCategoricalCrossentropy  # noqa: E402
@@ -64,7 +68,10 @@ def parse_args(argv=None):
         help="generation batch (JAX traces each call: few large batches)",
     )
     parser.add_argument(
-        "--output", default=None, help="where to save the models (default: temp dir)"
+        "--output",
+        default=None,
+        help="where to save the models and the explorer page (default: a "
+        "temporary directory, removed at exit)",
     )
     return parser.parse_args(argv)
 
@@ -211,6 +218,34 @@ def save_and_check(model, path, arrays):
         sys.exit(f"the model reloaded from {path} disagrees with the trained one")
 
 
+def write_explorer(model, numbers, output_dir):
+    """The Transformer's attention on one test number per digit count; its path.
+
+    The decoder reads `[START]` and the right digits (teacher forcing): the
+    query of each of these tokens is the step that writes the next one.
+    """
+    first = {}
+    for n in numbers:
+        first.setdefault(len(str(n)), int(n))
+    # Longest first: the page opens on a six-digit number. (The default split
+    # has no one-digit test number: all ten are training numbers.)
+    shown = [first[count] for count in sorted(first, reverse=True)]
+    arrays = data.encode_numbers(shown)
+    tokens = {
+        "encoder": [data.number_to_words(n).split() for n in shown],
+        "decoder": [[data.START, *data.number_to_digits(n).split()] for n in shown],
+    }
+    page = explore(
+        model,
+        _model_inputs(arrays),
+        tokens=tokens,
+        layer="decoder_layer_1/cross_attention",
+        title=f"{model.name}: test numbers {', '.join(map(str, shown))}",
+        path=os.path.join(output_dir, "translate_transformer_explorer.html"),
+    )
+    return page.path
+
+
 def print_table(rows):
     print(
         f"\n{'model':<12} {'params':>8} {'exact match':>12} {'train s':>8} "
@@ -277,6 +312,8 @@ def run(args, output_dir):
         print(f"  {data.number_to_words(test_numbers[i])!r}")
         print("    " + ", ".join(f"{n} {r['predicted'][i]!r}" for n, r in rows.items()))
     print_table(rows)
+    page = write_explorer(transformer, test_numbers, output_dir)
+    print(f"wrote the attention explorer {page}")
     return rows
 
 
@@ -285,6 +322,7 @@ def main(argv=None):
     if args.output is None:
         with tempfile.TemporaryDirectory(prefix="keras_attn_translate_") as output_dir:
             rows = run(args, output_dir)
+        print(f"removed {output_dir} (pass --output DIR to keep the files)")
     else:
         os.makedirs(args.output, exist_ok=True)
         rows = run(args, args.output)

@@ -11,9 +11,11 @@ It runs on the backend that `KERAS_BACKEND` names:
     KERAS_BACKEND=torch python examples/vit_digits.py --quick   # a few steps
     KERAS_BACKEND=tensorflow python examples/vit_digits.py --epochs 30 --output out
 
-The model is saved as `vit_digits.keras` in `--output`, reloaded and checked. The
-last line printed is `RESULT test_accuracy=0.xxx seconds=NN`, the wall time of
-the whole run, imports included.
+The model is saved as `vit_digits.keras` in `--output`, reloaded and checked, and
+`vit_digits_explorer.html` is written next to it: the attention explorer
+(`keras_attn.inspect.explore`) on the first 8 test digits; open it in a browser.
+The last line printed is `RESULT test_accuracy=0.xxx seconds=NN`, the wall time
+of the whole run, imports included.
 """
 
 import argparse
@@ -29,6 +31,7 @@ import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
+from keras_attn.inspect import explore  # noqa: E402
 from keras_attn.models.vision_transformer import VisionTransformer  # noqa: E402
 
 SEED = 0
@@ -47,6 +50,7 @@ MODEL = {
     "pooling": "mean",
     "shifted_patches": True,
 }
+EXPLORED = 8  # test digits on the explorer page
 
 
 def parse_args(argv=None):
@@ -60,7 +64,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--output",
         default=os.path.join(tempfile.gettempdir(), "keras_attn_vit_digits"),
-        help="directory for vit_digits.keras (default: %(default)s)",
+        help="directory for vit_digits.keras and the explorer page "
+        "(default: %(default)s)",
     )
     return parser.parse_args(argv)
 
@@ -157,8 +162,27 @@ def train_and_save(args):
     return model, path, test_accuracy, logits
 
 
+def write_explorer(model, images, labels, logits, output):
+    """The attention explorer of the first `EXPLORED` test digits; its path."""
+    predicted = np.argmax(logits[:EXPLORED], axis=-1)
+    shown = ", ".join(
+        f"{i}: {y}→{p}" for i, (y, p) in enumerate(zip(labels, predicted))
+    )
+    page = explore(
+        model,
+        images[:EXPLORED],
+        path=os.path.join(output, "vit_digits_explorer.html"),
+        title=f"digits ViT on test digits (example: label→prediction) {shown}",
+    )
+    return page.path
+
+
 def main(argv=None):
-    _, _, test_accuracy, _ = train_and_save(parse_args(argv))
+    args = parse_args(argv)
+    model, _, test_accuracy, logits = train_and_save(args)
+    _, x_test, _, y_test = load_data()
+    page = write_explorer(model, x_test, y_test, logits, args.output)
+    print(f"wrote the attention explorer {page}")
     seconds = time.perf_counter() - _START
     print(f"RESULT test_accuracy={test_accuracy:.3f} seconds={seconds:.0f}")
 

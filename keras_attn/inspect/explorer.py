@@ -84,9 +84,10 @@ def explore(
       patches as a heat map on the image, and one small map per query (for an
       `ImageCaptioner`, per word of the caption over the image); for the
       encoder also the attention rollout (Abnar & Zuidema, 2020).
-    - Diagnostics (models with a `PatchEmbedding`): mean attention distance
-      per head against depth, position-embedding similarity and the
-      patch-embedding principal components (the ViT paper's Fig. 7).
+    - Diagnostics (image models): mean attention distance per head against
+      depth and, for a `PatchEmbedding` (not a convolutional stem), the
+      position-embedding similarity and the patch-embedding principal
+      components (the ViT paper's Fig. 7).
 
     Weights are stored per row as 8-bit fractions of the row's maximum: a
     weight `w` of a row whose largest weight is `m` reads back within `m / 510`.
@@ -101,8 +102,10 @@ def explore(
             (the same for every example) or a list of lists (one per example),
             for the model's text sequence; a dict `{"encoder": ..., "decoder":
             ...}` for a model with two. A list shorter than the sequence
-            leaves the remaining (padding) positions blank. Defaults to the
-            token ids of `inputs`, and to `(row, column)` for image patches.
+            leaves the remaining (padding) positions blank, and the page
+            draws nothing from those queries (padding masks keys, not
+            queries: their rows still hold weights). Defaults to the token
+            ids of `inputs`, and to `(row, column)` for image patches.
         images: `(B, height, width[, channels])` pictures to draw the heat maps
             on. Defaults to the model's image input; each is scaled by its own
             range.

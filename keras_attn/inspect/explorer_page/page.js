@@ -168,7 +168,8 @@
     const y = (i) => 20 + i * rowHeight;
     const lines = element("g", {}, svg, SVG);
     matrix.forEach((row, i) => row.forEach((w, j) => {
-      if (w <= floor) return;
+      // An unlabelled query is padding: it attends, but nothing reads it.
+      if (w <= floor || queries[i] === "") return;
       element("line", {
         x1: labelWidth + 4, y1: y(i) - 4, x2: labelWidth + gap - 4, y2: y(j) - 4,
         stroke: colour, "stroke-width": 2, "stroke-opacity": Math.min(1, w).toFixed(4),
@@ -251,6 +252,7 @@
       element("h2", { text: useRollout ? "Rollout of every query" : "Every query of this layer" }, section);
       const strip = element("div", { class: "maps" }, section);
       queries.slice(0, MAX_THUMBNAILS).forEach((text, i) => {
+        if (text === "") return; // padding
         const cell = element("div", { class: i === state.query ? "map selected" : "map" }, strip);
         const canvas = element("canvas", { class: "thumbnail", "data-query": i }, cell);
         drawHeat(canvas, picture, patchWeights(rowOf(i)), 96);
