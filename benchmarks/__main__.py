@@ -24,6 +24,7 @@ CASES = (
     "structured_attention",
     "ring_decoding",
     "packed_training",
+    "callback_overhead",
 )
 
 

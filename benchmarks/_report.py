@@ -243,6 +243,12 @@ def _packed(r):
     return list(packed_markdown(r))
 
 
+def _callback(r):
+    from benchmarks.callback_overhead import markdown as callback_markdown
+
+    return list(callback_markdown(r))
+
+
 _WRITERS = {
     "encoder_training": _encoder,
     "vit_inference": _vit,
@@ -251,4 +257,5 @@ _WRITERS = {
     "structured_attention": _structured,
     "ring_decoding": _ring,
     "packed_training": _packed,
+    "callback_overhead": _callback,
 }

@@ -4,9 +4,11 @@
 the other functions turn those maps (or the model's embeddings) into the
 diagnostics of Abnar & Zuidema (2020) and of the ViT paper (Fig. 7), the
 `plot_*` functions draw them as PNG files (matplotlib needed for those only), and
-`explore` writes all of them into one interactive HTML page.
+`explore` writes all of them into one interactive HTML page, and
+`AttentionMapsCallback` logs them to TensorBoard while a model trains.
 """
 
+from keras_attn.inspect.callback import AttentionMapsCallback
 from keras_attn.inspect.distance import mean_attention_distance
 from keras_attn.inspect.embeddings import patch_embedding_components
 from keras_attn.inspect.embeddings import position_embedding_similarity
@@ -22,6 +24,7 @@ from keras_attn.inspect.rollout import attention_rollout
 from keras_attn.inspect.rollout import class_token_map
 
 __all__ = [
+    "AttentionMapsCallback",
     "ExplorerPage",
     "attention_maps",
     "attention_rollout",

@@ -4,6 +4,7 @@ import collections
 
 from keras_attn.inspect._walk import sublayers
 from keras_attn.layers.patch_embedding import PatchEmbedding
+from keras_attn.layers.transformer_decoder import TransformerDecoder
 from keras_attn.models.image_captioner import ImageCaptioner
 
 ImageTokens = collections.namedtuple(
@@ -34,3 +35,29 @@ def image_tokens(model, image_shape):
         return None
     grid = (height // patch_size[0], width // patch_size[1])
     return ImageTokens(grid, patch_size, prefix)
+
+
+def token_count(geometry):
+    rows, columns = geometry.grid_shape
+    return geometry.num_prefix_tokens + rows * columns
+
+
+def image_self_attention(model, maps, geometry):
+    """The maps of `maps` that are self-attention over the image tokens.
+
+    Square maps over `token_count(geometry)` tokens, outside any
+    `TransformerDecoder` (a decoder attends over words, even when a caption
+    has as many tokens as the image has patches); first layer first.
+    """
+    tokens = token_count(geometry)
+    decoders = [
+        path + "/"
+        for path, layer in sublayers(model)
+        if isinstance(layer, TransformerDecoder)
+    ]
+    return {
+        name: scores
+        for name, scores in maps.items()
+        if scores.shape[-2:] == (tokens, tokens)
+        and not any(name.startswith(decoder) for decoder in decoders)
+    }

@@ -7,15 +7,14 @@ import keras
 import numpy as np
 
 from keras_attn import _checks
+from keras_attn.inspect._geometry import image_self_attention
 from keras_attn.inspect._geometry import image_tokens
 from keras_attn.inspect._png import to_uint8
 from keras_attn.inspect._tensorboard import EventFile
-from keras_attn.inspect._walk import sublayers
 from keras_attn.inspect.distance import mean_attention_distance
 from keras_attn.inspect.maps import attention_maps
 from keras_attn.inspect.rollout import attention_rollout
 from keras_attn.inspect.rollout import class_token_map
-from keras_attn.layers.transformer_decoder import TransformerDecoder
 
 DIAGNOSTICS = ("distance", "entropy", "rollout")
 _OWNER = "AttentionMapsCallback"
@@ -213,19 +212,7 @@ def _image_self_attention(model, inputs, maps):
     geometry = image_tokens(model, shapes[0]) if shapes else None
     if geometry is None:
         return {}, None
-    grid, prefix = geometry.grid_shape, geometry.num_prefix_tokens
-    tokens = prefix + grid[0] * grid[1]
-    decoders = [
-        path + "/"
-        for path, layer in sublayers(model)
-        if isinstance(layer, TransformerDecoder)
-    ]
-    patches = {
-        name: scores
-        for name, scores in maps.items()
-        if scores.shape[-2:] == (tokens, tokens)
-        and not any(name.startswith(decoder) for decoder in decoders)
-    }
+    patches = image_self_attention(model, maps, geometry)
     return patches, geometry
 
 

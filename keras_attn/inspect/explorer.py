@@ -14,7 +14,9 @@ import pathlib
 
 import numpy as np
 
+from keras_attn.inspect._geometry import image_self_attention
 from keras_attn.inspect._geometry import image_tokens
+from keras_attn.inspect._geometry import token_count
 from keras_attn.inspect._png import png_data_uri
 from keras_attn.inspect._png import to_uint8
 from keras_attn.inspect._walk import describe
@@ -137,7 +139,7 @@ def explore(
     batch = next(iter(maps.values())).shape[0]
     pictures = _pictures(owner, model, inputs, images, batch)
     geometry = None if pictures is None else image_tokens(model, pictures.shape)
-    if geometry is not None and lengths.get("encoder") != _token_count(geometry):
+    if geometry is not None and lengths.get("encoder") != token_count(geometry):
         geometry = None  # the encoder does not attend over these images' patches
     data = {
         "title": title or describe(model),
@@ -148,8 +150,9 @@ def explore(
         "limits": {"levels": LEVELS, "maxFullKeys": MAX_FULL_KEYS, "topK": TOP_K},
     }
     if geometry is not None:
-        data["image"] = _image_data(maps, pictures, geometry)
-        data["diagnostics"] = _diagnostics(model, maps, geometry)
+        patches = image_self_attention(model, maps, geometry)
+        data["image"] = _image_data(patches, pictures, geometry)
+        data["diagnostics"] = _diagnostics(model, patches, geometry)
     page = ExplorerPage(_render(data))
     if path is not None:
         page.save(path)
@@ -206,11 +209,6 @@ def _sequence_lengths(layers):
         lengths.setdefault(entry["queries"], queries)
         lengths.setdefault(entry["keys"], keys)
     return lengths
-
-
-def _token_count(geometry):
-    rows, columns = geometry.grid_shape
-    return geometry.num_prefix_tokens + rows * columns
 
 
 def _pictures(owner, model, inputs, images, batch):
@@ -330,24 +328,23 @@ def _initial(owner, layers, layer, head):
     return {"layer": index, "head": head}
 
 
-def _image_data(maps, pictures, geometry):
-    encoder = _encoder_self_attention(maps)
+def _image_data(patches, pictures, geometry):
+    """Pictures, patch grid and the rollout of the image self-attention."""
     image = {
         "grid": list(geometry.grid_shape),
         "prefix": geometry.num_prefix_tokens,
         "pictures": [png_data_uri(to_uint8(picture)) for picture in pictures],
     }
-    if encoder:
-        image["rollout"] = encode_weights(attention_rollout(encoder))
+    if patches:
+        image["rollout"] = encode_weights(attention_rollout(patches))
     return image
 
 
-def _diagnostics(model, maps, geometry):
+def _diagnostics(model, patches, geometry):
     diagnostics = {}
-    encoder = _encoder_self_attention(maps)
-    if encoder:
+    if patches:
         distances = mean_attention_distance(
-            encoder,
+            patches,
             geometry.grid_shape,
             geometry.patch_size,
             geometry.num_prefix_tokens,
@@ -373,14 +370,6 @@ def _diagnostics(model, maps, geometry):
     except ValueError:
         pass  # a convolutional stem has no patch filters
     return diagnostics
-
-
-def _encoder_self_attention(maps):
-    return {
-        name: scores
-        for name, scores in maps.items()
-        if _roles(name) == ("encoder", "encoder")
-    }
 
 
 def _render(data):
