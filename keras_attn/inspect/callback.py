@@ -12,7 +12,7 @@ from keras_attn.inspect._geometry import image_tokens
 from keras_attn.inspect._png import to_uint8
 from keras_attn.inspect._tensorboard import EventFile
 from keras_attn.inspect.distance import mean_attention_distance
-from keras_attn.inspect.maps import attention_maps
+from keras_attn.inspect.maps import compiled_maps
 from keras_attn.inspect.rollout import attention_rollout
 from keras_attn.inspect.rollout import class_token_map
 
@@ -25,8 +25,10 @@ class AttentionMapsCallback(keras.callbacks.Callback):
     """Logs attention diagnostics of fixed inputs every `every_n_epochs` epochs.
 
     At the end of epochs `N, 2N, ...` (counted from 1, `N = every_n_epochs`) the
-    model is run once on `inputs` with `attention_maps` and the chosen
-    `diagnostics` are written to TensorBoard, step = the epoch number:
+    model is run once on `inputs` for their `attention_maps` (through a
+    compiled function, traced at the first of those epochs like `predict`, so
+    later ones cost one compiled forward pass) and the chosen `diagnostics` are
+    written to TensorBoard, step = the epoch number:
 
     - `"distance"`: the mean attention distance in pixels
       (`mean_attention_distance`) of each head, as scalars
@@ -117,6 +119,7 @@ class AttentionMapsCallback(keras.callbacks.Callback):
         self.tokens = tokens
         self.images = images
         self._events = None
+        self._maps = None
         if self.log_dir is not None:
             self._events = EventFile(_OWNER, os.path.join(self.log_dir, "attention"))
 
@@ -136,7 +139,11 @@ class AttentionMapsCallback(keras.callbacks.Callback):
 
     def _summaries(self):
         """`({tag: scalar}, {tag: uint8 image})` of the diagnostics, now."""
-        maps = attention_maps(self.model, self.inputs)
+        model, maps_of = self._maps or (None, None)
+        if model is not self.model:  # compiled once per model
+            maps_of = compiled_maps(_OWNER, self.model)
+            self._maps = (self.model, maps_of)
+        maps = maps_of(self.inputs)
         patches, geometry = _image_self_attention(self.model, self.inputs, maps)
         scalars, images = {}, {}
         if "distance" in self.diagnostics and patches:

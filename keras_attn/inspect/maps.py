@@ -1,6 +1,9 @@
 """Attention maps of every `MultiHeadAttention` in a model, for one call."""
 
+import types
+
 import keras
+import numpy as np
 
 from keras_attn.inspect._walk import describe
 from keras_attn.inspect._walk import sublayers
@@ -47,25 +50,9 @@ def attention_maps(model, inputs):
 
 def recorded_maps(owner, model, inputs):
     """`attention_maps`, with errors that name `owner` (the public caller)."""
-    if not isinstance(model, keras.layers.Layer):
-        raise ValueError(
-            f"{owner}: argument `model` must be a keras.Model or layer; "
-            f"received {model!r}."
-        )
-    names = _attention_layer_paths(model)
-    if not names:
-        raise ValueError(
-            f"{owner}: argument `model` must contain at least one "
-            "keras_attn.layers.MultiHeadAttention (directly or inside "
-            "TransformerEncoder/TransformerDecoder blocks); received "
-            f"{describe(model)}, which has none."
-        )
+    names = _checked_paths(owner, model)
     recorded = []
-
-    def recorder(name):
-        return lambda scores: recorded.append((name, scores))
-
-    with recording_scores({key: recorder(name) for key, name in names.items()}):
+    with recording_scores(_recorders(names, recorded)):
         try:
             model(inputs, training=False)
         except Exception as error:  # Keras, TF, JAX and torch raise different types.
@@ -79,13 +66,87 @@ def recorded_maps(owner, model, inputs):
             f"{owner}: argument `inputs` did not reach any attention layer "
             f"of {describe(model)} (layers: {sorted(names.values())})."
         )
-    maps = {}
-    for name, scores in recorded:
-        key, calls = name, 1
-        while key in maps:
-            key, calls = f"{name}#{calls}", calls + 1
-        maps[key] = keras.ops.convert_to_numpy(scores).astype("float32")
+    keys = _keys([name for name, _ in recorded])
+    return {key: _numpy(scores) for key, (_, scores) in zip(keys, recorded)}
+
+
+def compiled_maps(owner, model):
+    """A function `inputs -> attention_maps(model, inputs)`, compiled.
+
+    The maps come out of a model whose outputs are the attention layers'
+    scores, run by `predict_on_batch`: traced once per input shape
+    (`tf.function` on TensorFlow, `jax.jit` on JAX; eager on torch) with the
+    model's current weights at every call. For callers that take the same
+    inputs' maps again and again, such as a training callback.
+    """
+    probe = _MapsModel(model, _checked_paths(owner, model))
+    probe.compile()
+
+    def maps(inputs):
+        scores = probe.predict_on_batch(inputs)
+        return {key: _numpy(s) for key, s in zip(probe.traced.keys, scores)}
+
     return maps
+
+
+class _MapsModel(keras.Model):
+    """`model`, with its attention layers' scores as the outputs."""
+
+    def __init__(self, model, paths):
+        super().__init__(name=f"{model.name}_attention_maps")
+        self.inspected = model
+        self.paths = paths
+        # Not a tracked attribute: the keys are Python data known once traced.
+        self.traced = types.SimpleNamespace(keys=None)
+        self.built = True
+
+    def call(self, inputs):
+        recorded = []
+        with recording_scores(_recorders(self.paths, recorded)):
+            self.inspected(inputs, training=False)
+        self.traced.keys = _keys([name for name, _ in recorded])
+        return [scores for _, scores in recorded]
+
+
+def _checked_paths(owner, model):
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            f"{owner}: argument `model` must be a keras.Model or layer; "
+            f"received {model!r}."
+        )
+    names = _attention_layer_paths(model)
+    if not names:
+        raise ValueError(
+            f"{owner}: argument `model` must contain at least one "
+            "keras_attn.layers.MultiHeadAttention (directly or inside "
+            "TransformerEncoder/TransformerDecoder blocks); received "
+            f"{describe(model)}, which has none."
+        )
+    return names
+
+
+def _recorders(names, recorded):
+    """Recorders that append `(path, scores)` to `recorded`, per layer id."""
+
+    def recorder(name):
+        return lambda scores: recorded.append((name, scores))
+
+    return {key: recorder(name) for key, name in names.items()}
+
+
+def _keys(names):
+    """Unique keys in call order: a layer called again gets "#1", "#2", ..."""
+    keys = []
+    for name in names:
+        key, calls = name, 1
+        while key in keys:
+            key, calls = f"{name}#{calls}", calls + 1
+        keys.append(key)
+    return keys
+
+
+def _numpy(scores):
+    return np.asarray(keras.ops.convert_to_numpy(scores), dtype="float32")
 
 
 def _attention_layer_paths(model):

@@ -186,11 +186,14 @@ class PackedBatchesTrainingTest(TestCase):
         )
         self.assertEqual(int(model.optimizer.iterations), 4)
         self.assertEqual(len(history.history["loss"]), 2)
-        # Four batches trained, and at most the few Keras reads without training.
+        # Four batches trained, and at most the batches Keras reads ahead without
+        # training them: its queue, or tf.data's prefetch buffer on TensorFlow,
+        # whose fill depends on thread timing (a loaded machine read 6 for 2).
+        ahead = stream.max_queue_size
         first_fit = len(read)
-        self.assertBetween(first_fit, 4 * BATCH, 8 * BATCH)
+        self.assertBetween(first_fit, 4 * BATCH, (4 + ahead) * BATCH)
         model.fit(stream, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
-        self.assertBetween(len(read) - first_fit, 2 * BATCH, 5 * BATCH)
+        self.assertBetween(len(read) - first_fit, 2 * BATCH, (2 + ahead) * BATCH)
 
     def test_evaluate_loss_is_the_numpy_masked_cross_entropy(self):
         batches = PackedBatches(rows_of(BATCH, seed=3), BATCH)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_attn import inspect
+from keras_attn.inspect.maps import compiled_maps
 from keras_attn.layers import MultiHeadAttention
 from keras_attn.layers import TransformerDecoder
 from keras_attn.layers import TransformerEncoder
@@ -177,3 +178,23 @@ def test_a_model_without_attention_layers_is_rejected():
 def test_something_that_is_not_a_model_is_rejected():
     with pytest.raises(ValueError, match="argument `model`"):
         inspect.attention_maps(lambda x: x, np.zeros((1, 4), "float32"))
+
+
+def test_compiled_maps_equal_attention_maps_and_follow_the_weights():
+    x = keras.Input((3, HIDDEN))
+    attention = MultiHeadAttention(HEADS, 4, name="shared")
+    model = keras.Model(x, attention(attention(x, x), x))  # one layer, two calls
+    inputs = sequence((2, 3, HIDDEN))
+    maps_of = compiled_maps("test", model)
+
+    for seed in (0, 1):  # the second time with other weights, the same trace
+        rng = np.random.default_rng(seed)
+        for weight in model.weights:
+            weight.assign(0.5 * rng.normal(size=weight.shape).astype("float32"))
+        expected = inspect.attention_maps(model, inputs)
+
+        got = maps_of(inputs)
+
+        assert list(got) == list(expected) == ["shared", "shared#1"]
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7)
