@@ -18,6 +18,9 @@ shared machine the epochs vary by more than the callback costs, and its own
 time is the steadier figure.
 """
 
+import importlib
+import pathlib
+import sys
 import tempfile
 import time
 
@@ -28,22 +31,16 @@ from benchmarks._report import summary_text
 from benchmarks._report import table
 
 SEED = 0
-# The model of examples/vit_digits.py.
-MODEL = {
-    "image_size": 8,
-    "patch_size": 2,
-    "num_layers": 4,
-    "num_heads": 4,
-    "hidden_dim": 64,
-    "mlp_dim": 128,
-    "num_classes": 10,
-    "channels": 1,
-    "dropout": 0.1,
-    "pooling": "mean",
-    "shifted_patches": True,
-}
 BATCH = 64
 SHOWN = 8  # test digits the callback runs on
+
+
+def _example_model():
+    """The model settings of `examples/vit_digits.py` (not a package: by path)."""
+    examples = str(pathlib.Path(__file__).parents[1] / "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)  # it imports its sibling `_environment`
+    return importlib.import_module("vit_digits").MODEL
 
 
 def _data(quick):
@@ -65,7 +62,7 @@ def _model():
     from keras_attn.models import VisionTransformer
 
     keras.utils.set_random_seed(SEED)
-    model = VisionTransformer(**MODEL)
+    model = VisionTransformer(**_example_model())
     model.compile(
         optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.05),
         loss=keras.losses.CategoricalCrossentropy(
@@ -122,7 +119,7 @@ def run(quick=False, rounds=None):
     share = [100 * c / s for c, s in zip(callback_seconds, with_seconds)]
     return {
         "settings": {
-            "model": MODEL,
+            "model": _example_model(),
             "batch_size": BATCH,
             "train_images": len(x_train),
             "shown_images": SHOWN,

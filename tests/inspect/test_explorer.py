@@ -12,29 +12,17 @@ import pytest
 from keras_attn import inspect
 from keras_attn.inspect import explorer
 from keras_attn.layers import TransformerEncoder
-from keras_attn.models import ImageCaptioner
-from keras_attn.models import Transformer
 from keras_attn.models import VisionTransformer
-from tests._tiny_models import shared
+from tests.inspect.test_maps import IMAGES
+from tests.inspect.test_maps import SOURCE
+from tests.inspect.test_maps import TARGET
+from tests.inspect.test_maps import captioner
+from tests.inspect.test_maps import transformer
+from tests.inspect.test_maps import vit
 
-IMAGES = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
-SOURCE = np.array([[5, 3, 4, 2, 0], [1, 2, 3, 0, 0]], "int32")  # 0 = padding
-TARGET = np.array([[1, 3, 4, 0], [1, 2, 6, 7]], "int32")
 # The page stores w as round(w / m * 255) of its row maximum m: within m / 510
 # (read back in float64, which adds nothing at this scale).
 HALF_LEVEL = 0.5 / 255 * (1 + 1e-9)
-
-
-def vit():
-    return shared(VisionTransformer, num_layers=2)
-
-
-def transformer():
-    return shared(Transformer, num_layers=1)
-
-
-def captioner():
-    return shared(ImageCaptioner, channels=1, encoder="vit")
 
 
 CASES = {
