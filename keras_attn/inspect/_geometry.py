@@ -21,11 +21,7 @@ def image_tokens(model, image_shape):
     tokens are not image patches.
     """
     height, width = image_shape[1:3]
-    layer = model if isinstance(model, PatchEmbedding) else None
-    for _, child in sublayers(model) if layer is None else ():
-        if isinstance(child, PatchEmbedding):
-            layer = child
-            break
+    layer = patch_embedding(model)
     if layer is not None:
         patch_size = tuple(layer.patch_size)
         prefix = layer.num_prefix_tokens
@@ -35,6 +31,30 @@ def image_tokens(model, image_shape):
         return None
     grid = (height // patch_size[0], width // patch_size[1])
     return ImageTokens(grid, patch_size, prefix)
+
+
+def patch_embedding(model):
+    """`model` if it is a `PatchEmbedding`, else the first one below it, or None."""
+    if isinstance(model, PatchEmbedding):
+        return model
+    for _, layer in sublayers(model):
+        if isinstance(layer, PatchEmbedding):
+            return layer
+    return None
+
+
+def image_input(inputs):
+    """The first `(B, height, width, channels)` array of `inputs`, or None."""
+    if isinstance(inputs, dict):
+        candidates = list(inputs.values())
+    elif isinstance(inputs, (list, tuple)):
+        candidates = list(inputs)
+    else:
+        candidates = [inputs]
+    for candidate in candidates:
+        if len(getattr(candidate, "shape", ())) == 4:
+            return candidate
+    return None
 
 
 def token_count(geometry):

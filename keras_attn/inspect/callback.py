@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from keras_attn import _checks
+from keras_attn.inspect._geometry import image_input
 from keras_attn.inspect._geometry import image_self_attention
 from keras_attn.inspect._geometry import image_tokens
 from keras_attn.inspect._png import to_uint8
@@ -211,12 +212,8 @@ def _image_self_attention(model, inputs, maps):
     tokens are not patches. Decoder blocks attend over words, never patches,
     even when a caption has as many tokens as the image.
     """
-    if isinstance(inputs, dict):
-        candidates = list(inputs.values())
-    else:
-        candidates = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    shapes = [x.shape for x in candidates if len(getattr(x, "shape", ())) == 4]
-    geometry = image_tokens(model, shapes[0]) if shapes else None
+    images = image_input(inputs)
+    geometry = None if images is None else image_tokens(model, images.shape)
     if geometry is None:
         return {}, None
     patches = image_self_attention(model, maps, geometry)

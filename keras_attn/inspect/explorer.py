@@ -14,8 +14,10 @@ import pathlib
 
 import numpy as np
 
+from keras_attn.inspect._geometry import image_input
 from keras_attn.inspect._geometry import image_self_attention
 from keras_attn.inspect._geometry import image_tokens
+from keras_attn.inspect._geometry import patch_embedding
 from keras_attn.inspect._geometry import token_count
 from keras_attn.inspect._png import png_data_uri
 from keras_attn.inspect._png import to_uint8
@@ -214,8 +216,8 @@ def _sequence_lengths(layers):
 def _pictures(owner, model, inputs, images, batch):
     """`images` (or the model's image input) as `(B, h, w, c)` floats, or None."""
     if images is None:
-        images = inputs.get("images") if isinstance(inputs, dict) else inputs
-        if images is None or np.ndim(images) != 4:
+        images = image_input(inputs)
+        if images is None:
             return None
     images = np.asarray(images, dtype="float32")
     if images.ndim == 3:
@@ -353,22 +355,19 @@ def _diagnostics(model, patches, geometry):
             "layers": list(distances),
             "values": [np.round(d, 3).tolist() for d in distances.values()],
         }
-    try:
-        similarity = position_embedding_similarity(model)
+    layer = patch_embedding(model)  # a convolutional stem has no filters to show
+    if layer is not None and layer.position_embedding == "learned":
+        similarity = position_embedding_similarity(layer)
         diagnostics["positionSimilarity"] = {
             "grid": list(similarity.shape[:2]),
             "values": np.round(similarity, 3).ravel().tolist(),
         }
-    except ValueError:
-        pass  # sinusoidal positions or no PatchEmbedding: nothing learned to show
-    try:
-        components, ratios = patch_embedding_components(model)
+    if layer is not None:
+        components, ratios = patch_embedding_components(layer)
         diagnostics["patchComponents"] = {
             "pictures": [png_data_uri(to_uint8(c)) for c in components],
             "ratios": np.round(ratios, 4).tolist(),
         }
-    except ValueError:
-        pass  # a convolutional stem has no patch filters
     return diagnostics
 
 
