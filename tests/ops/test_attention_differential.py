@@ -1,10 +1,11 @@
 """A randomised differential test of `dot_product_attention` against NumPy.
 
-Seeded: each of `CASES` draws a shape (from `SHAPES`: lengths that do not divide
-the block size, `T != S`, grouped and multi-query heads), a block size, a random
-subset of the mask and score kinds with random parameters, and a path, then
-compares the output with the dense NumPy reference. A mismatch fails with the
-seed and the whole case, so that it can be replayed with `draw_case(seed)`.
+Seeded: each of `CASES` (split into `GROUPS` tests) draws a shape (from `SHAPES`:
+lengths that do not divide the block size, `T != S`, grouped and multi-query
+heads), a block size, a random subset of the mask and score kinds with random
+parameters, and a path, then compares the output with the dense NumPy reference.
+A mismatch fails with the seed and the whole case, so that it can be replayed
+with `draw_case(seed)`.
 Gradients of every kind and pair are in `test_structured_attention.py`; this one
 looks for forward-pass corner cases.
 """
@@ -14,12 +15,16 @@ import os
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
 from keras_attn.ops import dot_product_attention
 from tests.ops import _structured_reference as reference
 
-CASES = 500
+# 200 cases in 4 groups that pytest-xdist runs side by side; set
+# KERAS_ATTN_DIFFERENTIAL_CASES (and _SEED) for a longer search.
+CASES = int(os.environ.get("KERAS_ATTN_DIFFERENTIAL_CASES", "200"))
+GROUPS = 4
 SEED = int(os.environ.get("KERAS_ATTN_DIFFERENTIAL_SEED", "20261202"))
 TOLERANCE = dict(atol=2e-5, rtol=2e-5)
 
@@ -69,12 +74,14 @@ def _eager_loops():
     return contextlib.nullcontext()
 
 
-def test_random_combinations_match_the_numpy_reference():
+@pytest.mark.parametrize("group", range(GROUPS))
+def test_random_combinations_match_the_numpy_reference(group):
+    seeds = range(SEED + group, SEED + CASES, GROUPS)
     mismatches = []
-    print(f"differential test: seed {SEED}, {CASES} cases")
+    print(f"differential test: base seed {SEED}, {len(seeds)} of {CASES} cases")
     with _eager_loops():
-        for n in range(CASES):
-            case, implementation, chunk_size, description = draw_case(SEED + n)
+        for seed in seeds:
+            case, implementation, chunk_size, description = draw_case(seed)
             expected = reference.reference(case)[0]
             output = dot_product_attention(
                 case.q,
@@ -89,6 +96,6 @@ def test_random_combinations_match_the_numpy_reference():
                 error = np.max(np.abs(output - expected))
                 mismatches.append(f"{description}: max abs error {error:.3g}")
     assert not mismatches, "\n".join(
-        [f"{len(mismatches)} of {CASES} cases differ (base seed {SEED}):"]
+        [f"{len(mismatches)} of {len(seeds)} cases differ (base seed {SEED}):"]
         + mismatches[:10]
     )
