@@ -228,9 +228,11 @@ def _generation_options(model, start_token_id, end_token_id, max_length):
 
     Encoder–decoder models (`Transformer`, `ImageCaptioner`) generate when told
     the token every target starts with, a `CausalLM` always. The token ids and
-    `max_length` are checked by `keras_attn.generation.generate` when the
-    signature is traced.
+    `max_length` are checked here, as `generate` checks them, so that a bad one
+    fails before anything is traced.
     """
+    from keras_attn.generation.decoding import check_arguments
+
     if not _can_generate(model):
         if start_token_id is not None:
             raise ValueError(
@@ -241,6 +243,9 @@ def _generation_options(model, start_token_id, end_token_id, max_length):
         return None
     if start_token_id is None and not _is_language_model(model):
         return None
+    start_token_id, end_token_id, max_length = check_arguments(
+        model, start_token_id, end_token_id, max_length, owner=_OWNER
+    )
     return {
         "start_token_id": start_token_id,
         "end_token_id": end_token_id,

@@ -77,7 +77,7 @@ def generate(
     )
     ```
     """
-    start_token_id, end_token_id, max_length = _check_arguments(
+    start_token_id, end_token_id, max_length = check_arguments(
         model, start_token_id, end_token_id, max_length
     )
     sampler = _get_sampler(sampler)
@@ -240,8 +240,12 @@ def _get_sampler(sampler):
     return samplers.get(sampler)
 
 
-def _check_arguments(model, start_token_id, end_token_id, max_length):
-    """`(start_token_id, end_token_id, max_length)` as Python ints (or None)."""
+def check_arguments(model, start_token_id, end_token_id, max_length, owner=_OWNER):
+    """`(start_token_id, end_token_id, max_length)` as Python ints (or None).
+
+    `export_saved_model` checks its `generate` options with it before tracing,
+    naming itself as `owner`.
+    """
     language_model = isinstance(model, CausalLM)
     if language_model:
         vocabulary_size = model.vocabulary_size
@@ -250,14 +254,14 @@ def _check_arguments(model, start_token_id, end_token_id, max_length):
     padding_id = model.padding_id
     if start_token_id is not None or not language_model:
         start_token_id = _checks.check_token_id(
-            _OWNER, "start_token_id", start_token_id, vocabulary_size, padding_id
+            owner, "start_token_id", start_token_id, vocabulary_size, padding_id
         )
     if end_token_id is not None:
         end_token_id = _checks.check_token_id(
-            _OWNER, "end_token_id", end_token_id, vocabulary_size, padding_id
+            owner, "end_token_id", end_token_id, vocabulary_size, padding_id
         )
     max_length = _checks.check_int_at_least(
-        _OWNER,
+        owner,
         "max_length",
         max_length,
         2,

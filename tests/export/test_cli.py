@@ -165,7 +165,7 @@ def test_a_failure_during_the_export_prints_one_line_and_leaves_nothing(
     model_path = str(tmp_path / "translator.keras")
     transformer.save(model_path)
     out = tmp_path / "exports" / "translator" / "1"
-    # The padding id is no start token: the export fails while tracing `generate`.
+    # The padding id is no start token: the export fails before tracing anything.
     result = export_command(
         model_path, str(out), "--start-token-id", "0", "--max-length", "4"
     )

@@ -7,7 +7,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_attn.export import _saved_model
 from keras_attn.export import _staging
+from keras_attn.export import _subprocess
 from keras_attn.export import export_onnx
 from keras_attn.export import export_saved_model
 from tests._tiny_models import PADDING_ID
@@ -59,15 +61,46 @@ def test_an_unregistered_custom_layer_fails_naming_the_layer(format, tmp_path):
     assert not os.path.exists(path)
 
 
-def test_a_failure_while_writing_leaves_the_path_as_it_was(transformer, tmp_path):
-    # The padding id is no start token: generation fails while being traced,
-    # after the export began writing, and into folders the export created.
+def test_a_start_token_id_that_is_the_padding_id_fails_before_tracing(
+    transformer, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(_saved_model, "write_saved_model", _never_called)
+    monkeypatch.setattr(_subprocess, "export_in_backend", _never_called)
     path = str(tmp_path / "exports" / "translator")
-    with pytest.raises(ValueError, match="start_token_id"):
+    with pytest.raises(ValueError, match="export_saved_model.*`start_token_id`"):
         export_saved_model(
             transformer, path, start_token_id=PADDING_ID, max_length=4, verbose=False
         )
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failure_while_writing_leaves_the_path_as_it_was(monkeypatch, tmp_path):
+    # The writer of this backend's route (in this process, or the subprocess's
+    # caller) writes part of the SavedModel, into folders the export created,
+    # then fails.
+    def write_then_fail(directory):
+        with open(os.path.join(directory, "saved_model.pb"), "wb") as file:
+            file.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(
+        _saved_model,
+        "write_saved_model",
+        lambda model, directory, *options: write_then_fail(directory),
+    )
+    monkeypatch.setattr(
+        _subprocess,
+        "export_in_backend",
+        lambda backend, format, model, directory, *options: write_then_fail(directory),
+    )
+    path = str(tmp_path / "exports" / "served")
+    with pytest.raises(OSError, match="No space left"):
+        export_saved_model(_model_with(keras.layers.Identity()), path, verbose=False)
+    assert os.listdir(tmp_path) == []
+
+
+def _never_called(*arguments):
+    raise AssertionError("the export began writing")
 
 
 def test_a_failed_export_keeps_the_earlier_one(tmp_path):
