@@ -26,8 +26,8 @@ from keras import ops
 from keras_attn._checks import check_choice
 from keras_attn._checks import check_rate
 from keras_attn.ops import _arguments
+from keras_attn.ops import _compiled
 from keras_attn.ops._arguments import OWNER as _OWNER
-from keras_attn.ops._chunked import chunked_attention
 from keras_attn.ops._logits import LogitModifiers
 from keras_attn.ops._math import math_attention
 from keras_attn.ops._pattern import AttentionPattern
@@ -208,7 +208,7 @@ def dot_product_attention(
         _check_fused_supports(query, value, unfusable)
         return _fused_attention(query, key, value, pattern, scale)
     if implementation == "chunked":
-        return chunked_attention(
+        return _compiled.attention(
             query, key, value, pattern, modifiers, sinks, scale, chunk_size
         )
     dropout_rate = dropout_rate if apply_dropout else 0.0
