@@ -109,7 +109,7 @@ class _Attention:
             attention = _Attention(
                 self.map,
                 self.pattern,
-                self.modifiers.with_bias(bias),
+                self.modifiers.replace(bias=bias),
                 self.num_kv_heads,
             )
             output, lse = attention.forward(q, k, v, sinks)

@@ -15,6 +15,7 @@ import functools
 
 import keras
 
+from keras_attn._eager import is_eager
 from keras_attn.ops._chunked import chunked_attention
 
 # Static attributes of a pattern and of the logit modifiers: the program's key.
@@ -25,7 +26,8 @@ def attention(query, key, value, pattern, modifiers, sinks, scale, chunk_size):
     """`chunked_attention`, through a cached compiled program when JAX runs eagerly."""
     configuration = _configuration(pattern, modifiers, scale, chunk_size)
     arrays = (query, key, value, pattern.segment_ids, pattern.mask, modifiers.bias)
-    if configuration is None or not _eager_jax(arrays + (sinks,)):
+    on_jax = keras.backend.backend() == "jax"
+    if configuration is None or not on_jax or not is_eager(arrays + (sinks,)):
         return chunked_attention(
             query, key, value, pattern, modifiers, sinks, scale, chunk_size
         )
@@ -37,49 +39,47 @@ def _configuration(pattern, modifiers, scale, chunk_size):
     """A hashable key of everything but the arrays, or None: not compiled."""
     if pattern.mask_mod is not None or modifiers.score_mod is not None:
         return None
-    tensors = ("segment_ids", "mask", "mask_mod", "bias", "score_mod", "pattern")
-    items = [
-        (owner, name, value)
-        for owner, attributes in (("pattern", pattern), ("modifiers", modifiers))
-        for name, value in sorted(vars(attributes).items())
-        if name not in tensors
-    ]
-    if not all(isinstance(value, _HASHABLE) for _, _, value in items):
+    static = (_static_attributes(pattern), _static_attributes(modifiers))
+    values = [value for attributes in static for _, value in attributes]
+    if not all(isinstance(value, _HASHABLE) for value in values):
         return None  # a length known only as a tensor
-    return (tuple(items), float(scale), int(chunk_size))
+    return static + (float(scale), int(chunk_size))
 
 
-def _eager_jax(arrays):
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
-
-    leaves = jax.tree_util.tree_leaves(arrays)
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+def _static_attributes(instance):
+    """`(name, value)` of the attributes that are not tensors, sorted by name."""
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in vars(instance).items()
+            if name not in instance.TENSOR_ATTRIBUTES
+        )
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _program(configuration, pattern_class, modifiers_class):
     import jax
 
-    items, scale, chunk_size = configuration
-
-    def rebuilt(cls, owner, **tensors):
-        instance = cls.__new__(cls)
-        vars(instance).update(
-            {name: value for who, name, value in items if who == owner}, **tensors
-        )
-        return instance
+    pattern_attributes, modifier_attributes, scale, chunk_size = configuration
 
     def run(query, key, value, segment_ids, mask, bias, sinks):
-        pattern = rebuilt(
-            pattern_class, "pattern", segment_ids=segment_ids, mask=mask, mask_mod=None
+        pattern = _rebuilt(
+            pattern_class, pattern_attributes, segment_ids=segment_ids, mask=mask
         )
-        modifiers = rebuilt(
-            modifiers_class, "modifiers", bias=bias, score_mod=None, pattern=pattern
+        modifiers = _rebuilt(
+            modifiers_class, modifier_attributes, bias=bias, pattern=pattern
         )
         return chunked_attention(
             query, key, value, pattern, modifiers, sinks, scale, chunk_size
         )
 
     return jax.jit(run)
+
+
+def _rebuilt(cls, static_attributes, **tensors):
+    """A `cls` instance from its static attributes and its tensors (callables: None)."""
+    instance = cls.__new__(cls)
+    vars(instance).update(dict.fromkeys(cls.TENSOR_ATTRIBUTES), **tensors)
+    vars(instance).update(static_attributes)
+    return instance

@@ -9,6 +9,8 @@ Tensors are in the grouped-query layout of the core, `(B, Hkv, G, bq, bk)`; a
 `score_mod` sees the `(B, H, bq, bk)` layout of the public API.
 """
 
+import copy
+
 import keras
 from keras import ops
 
@@ -27,6 +29,10 @@ class LogitModifiers:
         pattern: the call's `AttentionPattern` (for the index tensors).
         num_kv_heads: `Hkv`, to bring the bias to the grouped layout.
     """
+
+    # Attributes that hold tensors, a callable or the pattern; the rest are
+    # Python values (see `keras_attn/ops/_compiled.py`).
+    TENSOR_ATTRIBUTES = ("bias", "score_mod", "pattern")
 
     def __init__(self, bias, logit_soft_cap, score_mod, pattern, num_kv_heads):
         self.bias = None if bias is None else group_mask_heads(bias, num_kv_heads)
@@ -48,14 +54,12 @@ class LogitModifiers:
             for axis, amount in zip((3, 4), extra):
                 if bias.shape[axis] != 1:
                     bias = pad_end(bias, axis, amount)
-        padded = self.with_bias(bias)
-        padded.pattern = pattern
-        return padded
+        return self.replace(bias=bias, pattern=pattern)
 
-    def with_bias(self, bias):
-        """The same modifiers with `bias` (already grouped and padded) instead."""
-        modifiers = LogitModifiers.__new__(LogitModifiers)
-        modifiers.__dict__.update(self.__dict__, bias=bias)
+    def replace(self, **attributes):
+        """A copy with `attributes` (a bias already grouped and padded) replaced."""
+        modifiers = copy.copy(self)
+        vars(modifiers).update(attributes)
         return modifiers
 
     def __call__(self, s, query_start, key_start):

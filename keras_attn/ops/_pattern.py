@@ -14,6 +14,8 @@ Positions are those of the call: query `i` and key `j` sit at positions `i` and 
 (a cached decoding step passes its own explicit mask instead).
 """
 
+import copy
+
 from keras import backend
 from keras import ops
 
@@ -39,6 +41,10 @@ class AttentionPattern:
         mask_mod: None or `mask_mod(batch, head, q_idx, kv_idx) -> bool`.
     """
 
+    # Attributes that hold tensors or a callable; the rest are Python values
+    # or, for lengths known only when traced, scalar tensors.
+    TENSOR_ATTRIBUTES = ("segment_ids", "mask", "mask_mod")
+
     def __init__(
         self,
         query_length,
@@ -55,6 +61,12 @@ class AttentionPattern:
         self.batch_size, self.num_heads = batch_size, num_heads
         self.is_causal, self.sliding_window = is_causal, sliding_window
         self.segment_ids, self.mask, self.mask_mod = segment_ids, mask, mask_mod
+
+    def replace(self, **attributes):
+        """A copy with `attributes` replaced."""
+        pattern = copy.copy(self)
+        vars(pattern).update(attributes)
+        return pattern
 
     @property
     def is_empty(self):
