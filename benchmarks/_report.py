@@ -175,31 +175,28 @@ def _first_step(res):
 
 def _decoding(r):
     s = r["settings"]
-    rows = [[n, summary_text(t, 2)] for n, t in r["seconds"].items()]
-    rows += [
-        [
-            f"{n} (scaled from its last {r.get('recompute_steps_timed', '')} steps)",
-            summary_text(t, 2),
-        ]
-        for n, t in r["recompute_seconds"].items()
-        if "recompute" in n
-    ]
     out = [
         f"### Greedy decoding of {r['generated_tokens']} tokens, {s['num_layers']} "
         f"layers, width {s['width']}",
         "",
     ]
-    out += table(["contender", "seconds"], rows)
+    out += table(
+        ["contender", "seconds"],
+        [[n, summary_text(t, 2)] for n, t in r["seconds"].items()],
+    )
+    if "speedup_of_generate" not in r:  # results before `generate` was compiled
+        return out
     ratios = [
-        [f"vs keras_hub ({v})", summary_text(x, 2)]
-        for v, x in r["speedup_vs_keras_hub"].items()
+        [f"vs {name}", summary_text(ratio, 2)]
+        for name, ratio in r["speedup_of_generate"].items()
     ]
-    vs_recompute = r["speedup_vs_recompute"]
-    if "median" in vs_recompute:  # results of the first version: eager only
-        vs_recompute = {"cached": vs_recompute}
-    for variant, ratio in vs_recompute.items():
-        ratios.append([f"{variant} vs recompute", summary_text(ratio, 1)])
-    return out + table(["speed-up of keras_attn", "ratio"], ratios)
+    out += table(["speed-up of keras_attn generate", "ratio"], ratios)
+    c = r["compile"]
+    return out + [
+        f"First call of a new model {c['first_call_s']:.2f} s, second call "
+        f"{c['second_call_s']:.2f} s, median call {c['median_call_s']:.2f} s.",
+        "",
+    ]
 
 
 def _structured(r):

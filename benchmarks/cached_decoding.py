@@ -1,20 +1,27 @@
-"""Target 4: cached decoding against recomputing the prefix, and against keras-hub.
+"""Cached decoding with the default `generate` call, against recomputing the prefix,
+keras-hub's cached decoder and (on torch) Hugging Face's GPT-2.
 
-A decoder-only stack (token embedding, N `TransformerDecoder` layers without
-cross-attention, a vocabulary projection) generates `max_length` tokens greedily
-from one start token. Every contender is driven by the same loop, keras-hub's
-`GreedySampler` (`keras.ops.while_loop`: one compiled loop on JAX, eager on
-TensorFlow and torch, or compiled with XLA on TensorFlow in the `jit` variant):
+Greedy decoding of `max_length - 1` tokens from one start token, batch 1:
 
-- `keras_attn cached`: our decoder layers with a per-layer key/value cache, feeding
-  one token per step.
-- `keras_hub cached`: `keras_hub.layers.TransformerDecoder` with its cache, the same.
-- `keras_attn recompute`: our layers on the whole fixed-length token buffer every
-  step (what `generate(..., use_cache=False)` does: one shape, compiled once).
-  Every such step costs the same, so it is timed over the last
-  `RECOMPUTE_STEPS` positions and scaled to the full run (a full run is ~25x
-  the work of a cached one: minutes on two shared cores).
+- `keras_attn generate`: `keras_attn.generation.generate` of a `CausalLM` (pre-LN
+  decoder blocks, learned positions, tied head) as a user calls it: key/value
+  caches and the compiled loop or step of `generation/_compiled.py`.
+- `keras_attn recompute`: the same call with `use_cache=False`: the whole
+  fixed-length token buffer through the model at every step (the reference the
+  cache is tested against), compiled the same way.
+- `keras_hub cached`: a stack of `keras_hub.layers.TransformerDecoder` of the same
+  size with their caches, driven by keras-hub's `GreedySampler` as keras-hub's
+  own models drive it: eagerly, and as `cached jit` compiled the way
+  keras-hub's `CausalLM.generate` compiles it, a `tf.function(jit_compile=True)`
+  on TensorFlow and a `jax.jit` of the stateless loop on JAX (torch: eager only).
+- `hf_gpt2 generate` (torch): `transformers.GPT2LMHeadModel` of the same size,
+  random weights, `generate(use_cache=True)`, greedy, the same number of tokens.
+
+`compile` records the first `generate` call of a new model (tracing and
+compiling) and the second call of the same shapes, against the median call.
 """
+
+import time
 
 import keras
 from keras import ops
@@ -22,7 +29,6 @@ from keras import ops
 from benchmarks import _timing
 
 VOCABULARY = 1000
-RECOMPUTE_STEPS = 8
 
 
 def _settings(quick):
@@ -31,14 +37,38 @@ def _settings(quick):
     return dict(num_layers=6, width=512, heads=8, intermediate=2048, max_length=256)
 
 
-class DecoderStack:
-    """Embedding, decoder layers and vocabulary head, with cached and full `next`."""
+def _causal_lm(num_layers, width, heads, intermediate, max_length):
+    from keras_attn.models import CausalLM
 
-    def __init__(self, flavor, num_layers, width, heads, intermediate, max_length):
-        if flavor == "keras_hub":
-            from keras_hub.layers import TransformerDecoder
-        else:
-            from keras_attn.layers import TransformerDecoder
+    keras.utils.set_random_seed(0)
+    return CausalLM(
+        VOCABULARY,
+        num_layers=num_layers,
+        hidden_dim=width,
+        intermediate_dim=intermediate,
+        num_heads=heads,
+        max_sequence_length=max_length,
+        dropout=0.0,
+    )
+
+
+def _generate(model, max_length, use_cache):
+    from keras_attn.generation import generate
+
+    def timed():
+        ops.convert_to_numpy(
+            generate(model, [[1]], max_length=max_length, use_cache=use_cache)
+        )
+
+    return timed
+
+
+class KerasHubStack:
+    """Embedding, keras-hub decoder layers and vocabulary head, with their caches."""
+
+    def __init__(self, num_layers, width, heads, intermediate, max_length):
+        from keras_hub.layers import TransformerDecoder
+
         keras.utils.set_random_seed(0)
         self.width, self.heads, self.max_length = width, heads, max_length
         tokens = keras.Input((max_length,), batch_size=1, dtype="int32")
@@ -47,10 +77,7 @@ class DecoderStack:
         self.decoders = []
         for _ in range(num_layers):
             layer = TransformerDecoder(
-                intermediate_dim=intermediate,
-                num_heads=heads,
-                dropout=0.0,
-                activation="relu",
+                intermediate_dim=intermediate, num_heads=heads, dropout=0.0
             )
             x = layer(x)
             self.decoders.append(layer)
@@ -61,12 +88,11 @@ class DecoderStack:
         shape = (batch, 2, self.max_length, self.heads, self.width // self.heads)
         return tuple(ops.zeros(shape) for _ in self.decoders)
 
-    def cached_next(self, prompt, cache, index):
+    def next(self, prompt, cache, index):
         token = ops.slice(prompt, (0, index - 1), (ops.shape(prompt)[0], 1))
         x = self.embedding(token)
         updated = []
         for layer, layer_cache in zip(self.decoders, cache):
-            # Decoder-only blocks of both libraries return (x, cache).
             x, layer_cache = layer(
                 x,
                 self_attention_cache=layer_cache,
@@ -75,92 +101,130 @@ class DecoderStack:
             updated.append(layer_cache)
         return self.head(x)[:, 0], None, tuple(updated)
 
-    def full_next(self, prompt, cache, index):
-        logits = self.model(prompt, training=False)  # (B, T, V)
-        batch = ops.shape(logits)[0]
-        logits = ops.slice(logits, (0, index - 1, 0), (batch, 1, VOCABULARY))
-        return logits[:, 0], None, cache
+    def generator(self, jit):
+        from keras_hub.samplers import GreedySampler
+
+        sampler = GreedySampler()
+        prompt = ops.zeros((1, self.max_length), dtype="int32")
+
+        def generate():
+            cache = self.initial_cache(1)
+            return sampler(self.next, prompt, cache=cache, index=1, model=self.model)
+
+        if jit and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            generate = tf.function(generate, jit_compile=True)
+        elif jit:
+            generate = self._jax_jit(generate)
+
+        def timed():
+            ops.convert_to_numpy(generate())
+
+        return timed
+
+    def _jax_jit(self, generate):
+        import jax
+
+        variables = self.model.variables
+
+        def stateless(values):
+            with keras.StatelessScope(state_mapping=zip(variables, values)):
+                return generate()
+
+        compiled = jax.jit(stateless)
+        return lambda: compiled([variable.value for variable in variables])
 
 
-def _generator(stack, use_cache, jit, start_index=1):
-    from keras_hub.samplers import GreedySampler
+def _hugging_face_gpt2(num_layers, width, heads, intermediate, max_length):
+    import torch
+    from transformers import GPT2Config
+    from transformers import GPT2LMHeadModel
 
-    sampler = GreedySampler()
-    prompt = ops.zeros((1, stack.max_length), dtype="int32")
-    next_fn = stack.cached_next if use_cache else stack.full_next
-
-    def generate():
-        cache = stack.initial_cache(1) if use_cache else ()
-        return sampler(
-            next_fn, prompt, cache=cache, index=start_index, model=stack.model
-        )
-
-    if jit and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        generate = tf.function(generate, jit_compile=True)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=VOCABULARY,
+        n_positions=max_length,
+        n_embd=width,
+        n_layer=num_layers,
+        n_head=heads,
+        n_inner=intermediate,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    prompt = torch.ones((1, 1), dtype=torch.long)
+    new_tokens = max_length - 1
 
     def timed():
-        ops.convert_to_numpy(generate())
+        model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+        )
 
-    return timed, generate
+    return timed
+
+
+def _compile_times(settings):
+    """The first and second `generate` call of a model that never decoded."""
+    model = _causal_lm(**settings)
+    timed = _generate(model, settings["max_length"], use_cache=True)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        timed()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def run(quick=False, rounds=None):
     settings = _settings(quick)
-    rounds = rounds or (2 if quick else 5)
-    ours = DecoderStack("keras_attn", **settings)
-    hub = DecoderStack("keras_hub", **settings)
-
+    rounds = rounds or (2 if quick else 3)
+    max_length = settings["max_length"]
+    first_call, second_call = _compile_times(settings)
+    model = _causal_lm(**settings)
+    hub = KerasHubStack(**settings)
     contenders = {
-        "keras_attn cached": _generator(ours, True, False),
-        "keras_hub cached": _generator(hub, True, False),
+        "keras_attn generate": _generate(model, max_length, use_cache=True),
+        "keras_attn recompute": _generate(model, max_length, use_cache=False),
+        "keras_hub cached": hub.generator(jit=False),
     }
-    if keras.backend.backend() == "tensorflow":
-        contenders["keras_attn cached jit"] = _generator(ours, True, True)
-        contenders["keras_hub cached jit"] = _generator(hub, True, True)
-    tokens = settings["max_length"] - 1
-    recompute_start = settings["max_length"] - RECOMPUTE_STEPS
-    timed = {name: timed for name, (timed, _) in contenders.items()}
-    variants = [v for v in ("", " jit") if f"keras_attn cached{v}" in contenders]
-    for v in variants:
-        timed[f"keras_attn recompute{v}"] = _generator(
-            ours, False, bool(v), recompute_start
-        )[0]
-    cached = _timing.interleave(timed, rounds)
-    against_full, speedups = {}, {}
-    for v in variants:
-        # Scale the timed steps of the recompute to the whole run.
-        recompute = [
-            t * tokens / RECOMPUTE_STEPS for t in cached.pop(f"keras_attn recompute{v}")
-        ]
-        against_full[f"keras_attn recompute{v}"] = recompute
-        speedups[f"cached{v}"] = _timing.ratio_summary(
-            recompute, cached[f"keras_attn cached{v}"]
-        )
+    backend = keras.backend.backend()
+    if backend in ("tensorflow", "jax"):
+        contenders["keras_hub cached jit"] = hub.generator(jit=True)
+    if backend == "torch":
+        contenders["hf_gpt2 generate"] = _hugging_face_gpt2(**settings)
+    times = _timing.interleave(contenders, rounds)
+    ours = times["keras_attn generate"]
+    tokens = max_length - 1
     return {
         "case": "cached_decoding",
         "settings": settings,
         "generated_tokens": tokens,
-        "seconds": {k: _timing.summary(v) for k, v in cached.items()},
+        "seconds": {k: _timing.summary(v) for k, v in times.items()},
         "tokens_per_second": {
-            k: _timing.rate_summary(v, tokens) for k, v in cached.items()
+            k: _timing.rate_summary(v, tokens) for k, v in times.items()
         },
-        "speedup_vs_keras_hub": _ratios(cached),
-        "recompute_steps_timed": RECOMPUTE_STEPS,
-        "recompute_seconds": {k: _timing.summary(v) for k, v in against_full.items()},
-        "speedup_vs_recompute": speedups,
+        # Each contender's time over ours: > 1 means `generate` is faster.
+        "speedup_of_generate": {
+            name: _timing.ratio_summary(other, ours)
+            for name, other in times.items()
+            if name != "keras_attn generate"
+        },
+        "compile": {
+            "first_call_s": first_call,
+            "second_call_s": second_call,
+            "median_call_s": _timing.summary(ours)["median"],
+        },
     }
-
-
-def _ratios(times):
-    """keras-hub's time over ours, per variant (eager, jit): > 1 means we are faster."""
-    ratios = {}
-    for variant in ("cached", "cached jit"):
-        ours, theirs = f"keras_attn {variant}", f"keras_hub {variant}"
-        if ours in times and theirs in times:
-            ratios[variant] = _timing.ratio_summary(times[theirs], times[ours])
-    return ratios
 
 
 if __name__ == "__main__":

@@ -49,10 +49,10 @@ def plot(results, long_sequence, output):
                 n: _triple(s, 1e-3) for n, s in enc["tokens_per_second"].items()
             }
         dec = cases.get("cached_decoding", {})
-        if "speedup_vs_recompute" in dec:
+        if "speedup_of_generate" in dec:
             decoding[backend] = {
-                f"vs keras_hub ({v})": _triple(s)
-                for v, s in dec["speedup_vs_keras_hub"].items()
+                f"vs {name}": _triple(s)
+                for name, s in dec["speedup_of_generate"].items()
             }
     _bars(axes[0], training, "Encoder training (batch 8 x 256)", "k tokens/s")
     _bars(

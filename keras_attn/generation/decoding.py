@@ -16,6 +16,7 @@ import keras
 from keras import ops
 
 from keras_attn import _checks
+from keras_attn.generation import _compiled
 from keras_attn.generation import prompts
 from keras_attn.models.causal_lm import CausalLM
 
@@ -45,6 +46,13 @@ def generate(
     `max_length` tokens exist. The padding token is never generated; positions
     after a sequence's first generated end token hold the padding id (the end
     token, for a model without one).
+
+    Called eagerly, the first call of a model with a configuration (cache or
+    not, end token, sampler) compiles: the whole decoding loop with XLA on
+    TensorFlow, a `jax.jit` program on JAX, the decoding step as a traced graph on
+    torch. Later calls of the same shapes reuse it and see the model's current
+    weights. Inside a `tf.function` or `jax.jit` of your own, `generate` is
+    traced into it instead.
 
     Args:
         model: a `keras_attn.models.EncoderDecoderModel` or `CausalLM`.
@@ -109,19 +117,26 @@ def _generate(
         prompt, given, cache, next_logits = _encoder_decoder_start(
             model, inputs, start_token_id, max_length, use_cache
         )
-    tokens = sampler(
-        next_logits,
-        prompt,
-        cache=cache,
-        index=1,
-        mask=given,
-        stop_token_ids=None if end_token_id is None else (end_token_id,),
-        model=model,
-    )
-    if end_token_id is None:
-        return tokens
     fill = end_token_id if model.padding_id is None else model.padding_id
-    return _fill_after_end(tokens, given, end_token_id, fill)
+    # What the loop depends on besides its arguments, the weights and the sampler.
+    key = (use_cache, end_token_id)
+    next_logits = _compiled.step(model, key, next_logits)
+
+    def loop(prompt, given, cache):
+        tokens = sampler(
+            next_logits,
+            prompt,
+            cache=cache,
+            index=1,
+            mask=given,
+            stop_token_ids=None if end_token_id is None else (end_token_id,),
+            model=model,
+        )
+        if end_token_id is None:
+            return tokens
+        return _fill_after_end(tokens, given, end_token_id, fill)
+
+    return _compiled.run(model, key, loop, sampler, prompt, given, cache)
 
 
 def _encoder_decoder_start(model, inputs, start_token_id, max_length, use_cache):

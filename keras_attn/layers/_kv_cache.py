@@ -21,8 +21,14 @@ Under a `keras.distribution`, every cache is laid out as the distribution says f
 the tensor path `<layer path>/kv_cache` (see `layout_key`), whatever the layer is
 named; `keras_attn.distribution.layout_map` shards it over the batch and the heads,
 like the keys and values it holds.
+
+A plain write is functional (`ops.slice_update`: a new cache), except inside
+`written_by(writer)`, where `writer(cache, updates, index)` writes instead:
+`generate` on torch updates the caches it owns in place (`generation/_compiled.py`).
 """
 
+import contextlib
+import contextvars
 import math
 
 import keras
@@ -67,12 +73,30 @@ def stack(k, v, layer_path):
     return lay_out(ops.stack([k, v], axis=1), layer_path)
 
 
+# `writer(cache, updates (B, 2, T, Hkv, Dk), index) -> cache` in place of
+# `ops.slice_update`, or None.
+_WRITER = contextvars.ContextVar("keras_attn_cache_writer", default=None)
+
+
+@contextlib.contextmanager
+def written_by(writer):
+    """Plain cache writes go through `writer` within this context."""
+    token = _WRITER.set(writer)
+    try:
+        yield
+    finally:
+        _WRITER.reset(token)
+
+
 def write(cache, k, v, index, layer_path):
     """`cache` with `k` and `v` `(B, T, Hkv, Dk)` written at positions `index...`."""
-    start = [0, 0, index, 0, 0]
-    return lay_out(
-        ops.slice_update(cache, start, ops.stack([k, v], axis=1)), layer_path
-    )
+    updates = ops.stack([k, v], axis=1)
+    writer = _WRITER.get()
+    if writer is None:
+        cache = ops.slice_update(cache, [0, 0, index, 0, 0], updates)
+    else:
+        cache = writer(cache, updates, index)
+    return lay_out(cache, layer_path)
 
 
 def step(cache, k, v, start, causal, sliding_window, layer_path):

@@ -1,5 +1,6 @@
 import functools
 import os
+from unittest import mock
 
 import keras
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from absl.testing import parameterized
 from keras_hub import samplers
 
+from keras_attn.generation import _compiled
 from keras_attn.generation import generate
 from keras_attn.models import Transformer
 from tests import _tiny_models
@@ -179,16 +181,21 @@ class GeneratedTokensTest(TestCase):
 
         model = small_model()
         steps = []
-        decode = model._decode
+        make_step = _compiled.step
 
-        def recording_decode(*args, **kwargs):
-            logits, caches = decode(*args, **kwargs)
-            tensors = [t for t in keras.tree.flatten(caches) if t is not None]
-            steps.append((torch.is_grad_enabled(), logits.requires_grad, tensors))
-            return logits, caches
+        def recording_step(model, key, next_logits):
+            step = make_step(model, key, next_logits)
 
-        model._decode = recording_decode
-        generate(model, random_source(), start_token_id=START_ID, max_length=5)
+            def recorded(prompt, cache, index):
+                logits, hidden, cache = step(prompt, cache, index)
+                tensors = [t for t in keras.tree.flatten(cache) if t is not None]
+                steps.append((torch.is_grad_enabled(), logits.requires_grad, tensors))
+                return logits, hidden, cache
+
+            return recorded
+
+        with mock.patch.object(_compiled, "step", recording_step):
+            generate(model, random_source(), start_token_id=START_ID, max_length=5)
         self.assertLen(steps, 4)
         for grad_enabled, logits_need_grad, caches in steps:
             # Each step's caches would otherwise hold every earlier step's graph.
