@@ -117,7 +117,8 @@ def _write_in_place(cache, updates, index):
     """`cache` with `updates` written at positions `index...` of axis 2, in place."""
     import torch
 
-    positions = torch.arange(updates.shape[2]) + torch.as_tensor(index).long()
+    positions = torch.arange(updates.shape[2], device=cache.device)
+    positions = positions + torch.as_tensor(index, device=cache.device).long()
     return cache.index_copy_(2, positions, updates.to(cache.dtype))
 
 
