@@ -118,9 +118,9 @@ def _generate(
             model, inputs, start_token_id, max_length, use_cache
         )
     fill = end_token_id if model.padding_id is None else model.padding_id
-    # What the loop depends on besides its arguments, the weights and the sampler.
-    key = (use_cache, end_token_id)
-    next_logits = _compiled.step(model, key, next_logits)
+    # The keys: what the step and the loop depend on besides their arguments,
+    # the weights and the sampler.
+    next_logits = _compiled.step(model, use_cache, next_logits)
 
     def loop(prompt, given, cache):
         tokens = sampler(
@@ -136,6 +136,7 @@ def _generate(
             return tokens
         return _fill_after_end(tokens, given, end_token_id, fill)
 
+    key = (use_cache, end_token_id)
     return _compiled.run(model, key, loop, sampler, prompt, given, cache)
 
 
