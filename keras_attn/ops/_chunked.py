@@ -4,9 +4,9 @@ The forward pass visits (query block, key block) pairs and keeps, per query row,
 the running maximum `m`, normaliser `denom` and weighted sum (Milakov & Gimelshein,
 2018; Dao et al., 2022). It stores only the output and the row log-sum-exp. The
 backward pass recomputes each block's probabilities from the log-sum-exp instead of
-keeping the (T, S) matrix, in two sweeps: one over query blocks for dQ (and the
-bias), one over key blocks for dK and dV, so that every accumulator stays local to
-its loop.
+keeping the (T, S) matrix, once, in one sweep over key blocks that produces dK and
+dV of the block and adds to dQ (Dao, 2023). Queries, keys and values are
+head-major inside, so every block product is a plain batched matmul.
 
 Which pairs it visits comes from the block map (`_BlockMap`): the call's attention
 pattern classifies every (query block, key block) as empty, whole or partial without
@@ -41,10 +41,11 @@ def chunked_attention(query, key, value, pattern, modifiers, sinks, scale, chunk
     padded_query = _ceil_div(query_length, query_block) * query_block
     padded_key = _ceil_div(key_length, key_block) * key_block
 
+    # Head-major once, so that every block product is a plain batched matmul.
     q = split_query_heads(ops.cast(query, "float32") * scale, num_kv_heads)
-    q = pad_end(q, 1, padded_query - query_length)
-    k = pad_end(ops.cast(key, "float32"), 1, padded_key - key_length)
-    v = pad_end(ops.cast(value, "float32"), 1, padded_key - key_length)
+    q = pad_end(ops.transpose(q, (0, 2, 3, 1, 4)), 3, padded_query - query_length)
+    k = pad_end(_heads_first(key), 2, padded_key - key_length)
+    v = pad_end(_heads_first(value), 2, padded_key - key_length)
     pattern = pattern.padded(padded_query, padded_key)
     modifiers = modifiers.padded(padded_query, padded_key, pattern)
     block_map = _BlockMap(
@@ -52,9 +53,14 @@ def chunked_attention(query, key, value, pattern, modifiers, sinks, scale, chunk
     )
     sinks = None if sinks is None else sink_logits(sinks, num_kv_heads)
     attention = _Attention(block_map, pattern, modifiers, num_kv_heads)
-    output = attention(q, k, v, modifiers.bias, sinks)  # (B, Tp, Hkv, G, Dv)
-    output = merge_query_heads(output[:, :query_length])
-    return ops.cast(output, dtype)
+    output = attention(q, k, v, modifiers.bias, sinks)  # (B, Hkv, G, Tp, Dv)
+    output = ops.transpose(output, (0, 3, 1, 2, 4))[:, :query_length]
+    return ops.cast(merge_query_heads(output), dtype)
+
+
+def _heads_first(x):
+    """(B, S, Hkv, D) -> float32 (B, Hkv, S, D)."""
+    return ops.transpose(ops.cast(x, "float32"), (0, 2, 1, 3))
 
 
 class _BlockMap:
@@ -90,7 +96,11 @@ class _Order:
 
 
 class _Attention:
-    """The forward and backward sweeps over one block map."""
+    """The forward and backward sweeps over one block map.
+
+    Tensors are head-major: queries `(B, Hkv, G, Tp, D)`, keys and values
+    `(B, Hkv, Sp, D)`, logits of a block `(B, Hkv, G, bq, bk)`.
+    """
 
     def __init__(self, block_map, pattern, modifiers, num_kv_heads):
         self.map, self.pattern, self.modifiers = block_map, pattern, modifiers
@@ -124,10 +134,10 @@ class _Attention:
         has_bias, has_sinks = bias is not None, sinks is not None
         return attend(q, k, v, *extras)
 
-    def logits(self, q_i, k, i, j, masked):
+    def logits(self, q_i, k_j, i, j, masked):
         """Logits of block (i, j) `(B, Hkv, G, bq, bk)` and which may attend."""
         bq, bk = self.map.query_block, self.map.key_block
-        s = ops.einsum("bqkgd,bskd->bkgqs", q_i, block(k, 1, j * bk, bk))
+        s = _products(q_i, k_j, "bkqd,bksd->bkqs")
         logits = self.modifiers(s, i * bq, j * bk)
         if not masked:
             return s, logits, None
@@ -137,23 +147,24 @@ class _Attention:
 
     def forward(self, q, k, v, sinks):
         bq, bk = self.map.query_block, self.map.key_block
-        batch, _, kv_heads, groups, _ = ops.shape(q)
+        batch, kv_heads, groups, _, _ = ops.shape(q)
         value_dim = v.shape[-1]
         row_shape = (batch, kv_heads, groups, bq)
 
         def query_block(carry, i):
-            q_i = block(q, 1, i * bq, bq)  # (B, bq, Hkv, G, D)
+            q_i = block(q, 3, i * bq, bq)  # (B, Hkv, G, bq, D)
 
             def key_block(masked):
                 def step(n, state):
                     m, denom, acc = state
                     j = self.map.rows.column(i, n)
-                    _, s, allowed = self.logits(q_i, k, i, j, masked)
+                    k_j, v_j = block(k, 2, j * bk, bk), block(v, 2, j * bk, bk)
+                    _, s, allowed = self.logits(q_i, k_j, i, j, masked)
                     m_new = ops.maximum(m, ops.max(s, axis=-1))
                     p = _where(allowed, _exp(s - m_new[..., None]), 0.0)
                     correction = ops.exp(m - m_new)
                     denom = denom * correction + ops.sum(p, axis=-1)
-                    pv = ops.einsum("bkgqs,bskd->bkgqd", p, block(v, 1, j * bk, bk))
+                    pv = _products(p, v_j, "bkqs,bksd->bkqd")
                     return m_new, denom, acc * correction[..., None] + pv
 
                 return step
@@ -169,80 +180,63 @@ class _Attention:
             m, denom, acc = _fori_loop(whole_end, end, key_block(masked=True), state)
             has_key = denom > 0.0  # rows with no allowed key give zeros, never NaN
             safe_denom = ops.where(has_key, denom, 1.0)
-            out_i = ops.transpose(acc / safe_denom[..., None], (0, 3, 1, 2, 4))
+            out_i = acc / safe_denom[..., None]
             lse_i = ops.where(has_key, m + ops.log(safe_denom), -NEG)
-            return carry, (out_i, lse_i)  # (B, bq, Hkv, G, Dv), (B, Hkv, G, bq)
+            return carry, (out_i, lse_i)  # (B, Hkv, G, bq, Dv), (B, Hkv, G, bq)
 
         _, (output, lse) = _map_blocks(self.map.num_query_blocks, query_block, 2)
-        return _concatenate_blocks(output, 1), _concatenate_blocks(lse, 3)
+        return _concatenate_blocks(output, 3), _concatenate_blocks(lse, 3)
 
     def backward(self, q, k, v, bias, sinks, output, lse, d_output):
+        """One sweep over key blocks: each visited block (i, j) adds to dK_j and
+        dV_j (local to the sweep's step) and to dQ_i (in place, see `_add_block`),
+        with its probabilities computed once (FlashAttention-2's backward)."""
         bq, bk = self.map.query_block, self.map.key_block
-        delta = ops.sum(d_output * output, axis=-1)  # (B, Tp, Hkv, G)
-        delta = ops.transpose(delta, (0, 2, 3, 1))  # (B, Hkv, G, Tp)
+        delta = ops.sum(d_output * output, axis=-1)  # (B, Hkv, G, Tp)
 
-        def probabilities(i, j, q_i, d_out_i, masked):
-            s, logits, allowed = self.logits(q_i, k, i, j, masked)
-            p = _exp(logits - block(lse, 3, i * bq, bq)[..., None])
-            p = _where(allowed, p, 0.0)
-            dp = ops.einsum("bqkgd,bskd->bkgqs", d_out_i, block(v, 1, j * bk, bk))
-            d_logits = p * (dp - block(delta, 3, i * bq, bq)[..., None])
-            ds = self.modifiers.gradient(s, d_logits, i * bq, j * bk)
-            return p, ds  # (B, Hkv, G, bq, bk)
-
-        def dq_block(d_bias, i):
-            q_i, d_out_i = block(q, 1, i * bq, bq), block(d_output, 1, i * bq, bq)
-
-            def key_block(masked):
-                def step(n, state):
-                    dq_i, d_bias = state
-                    j = self.map.rows.column(i, n)
-                    _, ds = probabilities(i, j, q_i, d_out_i, masked)
-                    k_j = block(k, 1, j * bk, bk)
-                    dq_i = dq_i + ops.einsum("bkgqs,bskd->bqkgd", ds, k_j)
-                    if bias is not None:
-                        d_bias = _add_bias_block(d_bias, ds, i * bq, j * bk)
-                    return dq_i, d_bias
-
-                return step
-
-            start, whole_end, end = self.map.rows.bounds(i)
-            state = (ops.zeros_like(q_i), d_bias)
-            state = _fori_loop(start, whole_end, key_block(False), state)
-            dq_i, d_bias = _fori_loop(whole_end, end, key_block(True), state)
-            return d_bias, (dq_i,)
-
-        def dkv_block(carry, j):
+        def key_block(carry, j):
+            k_j, v_j = block(k, 2, j * bk, bk), block(v, 2, j * bk, bk)
 
             def query_block(masked):
                 def step(n, state):
-                    dk_j, dv_j = state
+                    dk_j, dv_j, dq, d_bias = state
                     i = self.map.columns.column(j, n)
-                    q_i = block(q, 1, i * bq, bq)
-                    d_out_i = block(d_output, 1, i * bq, bq)
-                    p, ds = probabilities(i, j, q_i, d_out_i, masked)
-                    dv_j = dv_j + ops.einsum("bkgqs,bqkgd->bskd", p, d_out_i)
-                    dk_j = dk_j + ops.einsum("bkgqs,bqkgd->bskd", ds, q_i)
-                    return dk_j, dv_j
+                    q_i, d_out_i = (
+                        block(q, 3, i * bq, bq),
+                        block(d_output, 3, i * bq, bq),
+                    )
+                    s, logits, allowed = self.logits(q_i, k_j, i, j, masked)
+                    p = _exp(logits - block(lse, 3, i * bq, bq)[..., None])
+                    p = _where(allowed, p, 0.0)
+                    dp = _products(d_out_i, v_j, "bkqd,bksd->bkqs")
+                    d_logits = p * (dp - block(delta, 3, i * bq, bq)[..., None])
+                    ds = self.modifiers.gradient(s, d_logits, i * bq, j * bk)
+                    dv_j = dv_j + _products(p, d_out_i, "bkqs,bkqd->bksd")
+                    dk_j = dk_j + _products(ds, q_i, "bkqs,bkqd->bksd")
+                    dq_i = _products(ds, k_j, "bkqs,bksd->bkqd")
+                    dq = _add_block(dq, 3, i * bq, dq_i)
+                    if bias is not None:
+                        d_bias = _add_bias_block(d_bias, ds, i * bq, j * bk)
+                    return dk_j, dv_j, dq, d_bias
 
                 return step
 
-            state = (
-                ops.zeros_like(block(k, 1, j * bk, bk)),
-                ops.zeros_like(block(v, 1, j * bk, bk)),
-            )
+            dq, d_bias = carry
+            state = (ops.zeros_like(k_j), ops.zeros_like(v_j), dq, d_bias)
             start, whole_end, end = self.map.columns.bounds(j)
             state = _fori_loop(start, whole_end, query_block(False), state)
-            dk_j, dv_j = _fori_loop(whole_end, end, query_block(True), state)
-            return carry, (dk_j, dv_j)
+            dk_j, dv_j, dq, d_bias = _fori_loop(
+                whole_end, end, query_block(True), state
+            )
+            return (dq, d_bias), (dk_j, dv_j)
 
         # Without a bias, a scalar stands in for its gradient in the scan's carry.
         d_bias = ops.zeros(()) if bias is None else ops.zeros_like(bias)
-        d_bias, (dq,) = _map_blocks(self.map.num_query_blocks, dq_block, 1, d_bias)
-        _, (dk, dv) = _map_blocks(self.map.num_key_blocks, dkv_block, 2)
-        dq = _concatenate_blocks(dq, 1)
-        dk, dv = _concatenate_blocks(dk, 1), _concatenate_blocks(dv, 1)
-        grads = [dq, dk, dv]
+        carry = (ops.zeros_like(q), d_bias)
+        (dq, d_bias), (dk, dv) = _map_blocks(
+            self.map.num_key_blocks, key_block, 2, carry
+        )
+        grads = [dq, _concatenate_blocks(dk, 2), _concatenate_blocks(dv, 2)]
         if bias is not None:
             grads.append(d_bias)
         if sinks is not None:
@@ -250,6 +244,49 @@ class _Attention:
             p_sink = ops.exp(sinks - lse)  # (B, Hkv, G, Tp)
             grads.append(-ops.sum(p_sink * delta, axis=(0, 3), keepdims=True))
         return tuple(grads)
+
+
+def _products(a, b, subscripts):
+    """One block product, with the query groups merged into the rows.
+
+    `a` is `(B, Hkv, G, bq, X)`; `b` is a key-side block `(B, Hkv, bk, Y)` or,
+    when `subscripts` contracts the rows, another `(B, Hkv, G, bq, Y)`. Merged,
+    every product is a plain batched matmul over `(B, Hkv)` (an operand used
+    transposed included), which XLA runs without copying the operand. The
+    result has the groups split again when it has rows.
+    """
+    kv_heads, groups, rows = a.shape[1], a.shape[2], a.shape[3]
+
+    def merged(x):
+        return ops.reshape(x, (-1, kv_heads, groups * rows, x.shape[-1]))
+
+    if len(b.shape) == 5:
+        b = merged(b)
+    product = ops.einsum(subscripts, merged(a), b)
+    if subscripts.endswith("->bksd"):
+        return product
+    return ops.reshape(product, (-1, kv_heads, groups, rows, product.shape[-1]))
+
+
+def _add_block(total, axis, start, update):
+    """`total` with `update` added to its block at `start` along `axis`.
+
+    In place where the backend allows it: XLA (JAX, TensorFlow under `jit`)
+    updates a loop's buffer in place, and torch's eager loop adds into a view.
+    """
+    if keras.backend.backend() == "torch":
+        total.narrow(axis, int(start), update.shape[axis]).add_(update)
+        return total
+    if keras.backend.backend() == "jax":
+        import jax.numpy as jnp
+
+        index = [slice(None)] * len(total.shape)
+        index[axis] = start + jnp.arange(update.shape[axis])
+        return total.at[tuple(index)].add(update)
+    current = block(total, axis, start, update.shape[axis])
+    starts = [0] * len(total.shape)
+    starts[axis] = start
+    return ops.slice_update(total, starts, current + update)
 
 
 def _add_bias_block(d_bias, ds, query_start, key_start):
