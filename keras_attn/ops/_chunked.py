@@ -20,6 +20,7 @@ TensorFlow, except that TensorFlow's loops run one iteration at a time (see
 import keras
 from keras import ops
 
+from keras_attn.ops import _grouped as grouped
 from keras_attn.ops._grouped import NEG
 from keras_attn.ops._grouped import group_mask_heads
 from keras_attn.ops._grouped import merge_query_heads
@@ -134,16 +135,17 @@ class _Attention:
         has_bias, has_sinks = bias is not None, sinks is not None
         return attend(q, k, v, *extras)
 
-    def logits(self, q_i, k_j, i, j, masked):
-        """Logits of block (i, j) `(B, Hkv, G, bq, bk)` and which may attend."""
+    def logits(self, s, i, j, masked, keys_major=False):
+        """The logits of block (i, j) from its scores, and which may attend."""
         bq, bk = self.map.query_block, self.map.key_block
-        s = _products(q_i, k_j, "bkqd,bksd->bkqs")
-        logits = self.modifiers(s, i * bq, j * bk)
+        logits = self.modifiers(s, i * bq, j * bk, keys_major)
         if not masked:
-            return s, logits, None
+            return logits, None
         allowed = self.pattern.allowed(i * bq, bq, j * bk, bk)
         allowed = group_mask_heads(allowed, self.num_kv_heads)
-        return s, ops.where(allowed, logits, NEG), allowed
+        if keys_major:
+            allowed = grouped.keys_major(allowed)
+        return ops.where(allowed, logits, NEG), allowed
 
     def forward(self, q, k, v, sinks):
         bq, bk = self.map.query_block, self.map.key_block
@@ -152,19 +154,20 @@ class _Attention:
         row_shape = (batch, kv_heads, groups, bq)
 
         def query_block(carry, i):
-            q_i = block(q, 3, i * bq, bq)  # (B, Hkv, G, bq, D)
+            q_i = _merge_rows(block(q, 3, i * bq, bq))  # (B, Hkv, G * bq, D)
 
             def key_block(masked):
                 def step(n, state):
                     m, denom, acc = state
                     j = self.map.rows.column(i, n)
                     k_j, v_j = block(k, 2, j * bk, bk), block(v, 2, j * bk, bk)
-                    _, s, allowed = self.logits(q_i, k_j, i, j, masked)
+                    s, allowed = self.logits(_scores(q_i, k_j, groups), i, j, masked)
                     m_new = ops.maximum(m, ops.max(s, axis=-1))
                     p = _where(allowed, _exp(s - m_new[..., None]), 0.0)
                     correction = ops.exp(m - m_new)
                     denom = denom * correction + ops.sum(p, axis=-1)
-                    pv = _products(p, v_j, "bkqs,bksd->bkqd")
+                    pv = ops.einsum("bkqs,bksd->bkqd", _merge_rows(p), v_j)
+                    pv = ops.reshape(pv, ops.shape(acc))
                     return m_new, denom, acc * correction[..., None] + pv
 
                 return step
@@ -188,10 +191,16 @@ class _Attention:
         return _concatenate_blocks(output, 3), _concatenate_blocks(lse, 3)
 
     def backward(self, q, k, v, bias, sinks, output, lse, d_output):
-        """One sweep over key blocks: each visited block (i, j) adds to dK_j and
-        dV_j (local to the sweep's step) and to dQ_i (in place, see `_add_block`),
-        with its probabilities computed once (FlashAttention-2's backward)."""
+        """One sweep over key blocks (FlashAttention-2's backward pass).
+
+        Each visited block (i, j) computes its probabilities once and adds to
+        dK_j and dV_j (local to the sweep's step) and to dQ_i (in place, see
+        `_add_block`). Blocks are keys-major here, `(B, Hkv, bk, G, bq)`: dK_j and
+        dV_j are then plain products, and only the small K_j is read transposed,
+        for dQ_i, which is accumulated transposed, `(B, Hkv, D, G, Tp)`.
+        """
         bq, bk = self.map.query_block, self.map.key_block
+        groups = q.shape[2]
         delta = ops.sum(d_output * output, axis=-1)  # (B, Hkv, G, Tp)
 
         def key_block(carry, j):
@@ -199,43 +208,45 @@ class _Attention:
 
             def query_block(masked):
                 def step(n, state):
-                    dk_j, dv_j, dq, d_bias = state
+                    dk_j, dv_j, dq_t, d_bias = state
                     i = self.map.columns.column(j, n)
-                    q_i, d_out_i = (
-                        block(q, 3, i * bq, bq),
-                        block(d_output, 3, i * bq, bq),
-                    )
-                    s, logits, allowed = self.logits(q_i, k_j, i, j, masked)
-                    p = _exp(logits - block(lse, 3, i * bq, bq)[..., None])
+                    q_i = _merge_rows(block(q, 3, i * bq, bq))
+                    d_out_i = _merge_rows(block(d_output, 3, i * bq, bq))
+                    s = _scores(q_i, k_j, groups, keys_major=True)
+                    logits, allowed = self.logits(s, i, j, masked, keys_major=True)
+                    p = _exp(logits - block(lse, 3, i * bq, bq)[:, :, None])
                     p = _where(allowed, p, 0.0)
-                    dp = _products(d_out_i, v_j, "bkqd,bksd->bkqs")
-                    d_logits = p * (dp - block(delta, 3, i * bq, bq)[..., None])
-                    ds = self.modifiers.gradient(s, d_logits, i * bq, j * bk)
-                    dv_j = dv_j + _products(p, d_out_i, "bkqs,bkqd->bksd")
-                    dk_j = dk_j + _products(ds, q_i, "bkqs,bkqd->bksd")
-                    dq_i = _products(ds, k_j, "bkqs,bksd->bkqd")
-                    dq = _add_block(dq, 3, i * bq, dq_i)
+                    dp = _scores(d_out_i, v_j, groups, keys_major=True)
+                    d_logits = p * (dp - block(delta, 3, i * bq, bq)[:, :, None])
+                    ds = self.modifiers.gradient(s, d_logits, i * bq, j * bk, True)
                     if bias is not None:
-                        d_bias = _add_bias_block(d_bias, ds, i * bq, j * bk)
-                    return dk_j, dv_j, dq, d_bias
+                        ds_block = grouped.queries_major(ds)
+                        d_bias = _add_bias_block(d_bias, ds_block, i * bq, j * bk)
+                    p, ds = _merge_columns(p), _merge_columns(ds)  # (B, Hkv, bk, G*bq)
+                    dv_j = dv_j + ops.einsum("bksq,bkqd->bksd", p, d_out_i)
+                    dk_j = dk_j + ops.einsum("bksq,bkqd->bksd", ds, q_i)
+                    dq_t_i = ops.einsum("bksd,bksq->bkdq", k_j, ds)
+                    dq_t_i = ops.reshape(dq_t_i, (-1, *dq_t.shape[1:4], bq))
+                    return dk_j, dv_j, _add_block(dq_t, 4, i * bq, dq_t_i), d_bias
 
                 return step
 
-            dq, d_bias = carry
-            state = (ops.zeros_like(k_j), ops.zeros_like(v_j), dq, d_bias)
+            dq_t, d_bias = carry
+            state = (ops.zeros_like(k_j), ops.zeros_like(v_j), dq_t, d_bias)
             start, whole_end, end = self.map.columns.bounds(j)
             state = _fori_loop(start, whole_end, query_block(False), state)
-            dk_j, dv_j, dq, d_bias = _fori_loop(
+            dk_j, dv_j, dq_t, d_bias = _fori_loop(
                 whole_end, end, query_block(True), state
             )
-            return (dq, d_bias), (dk_j, dv_j)
+            return (dq_t, d_bias), (dk_j, dv_j)
 
         # Without a bias, a scalar stands in for its gradient in the scan's carry.
         d_bias = ops.zeros(()) if bias is None else ops.zeros_like(bias)
-        carry = (ops.zeros_like(q), d_bias)
-        (dq, d_bias), (dk, dv) = _map_blocks(
+        carry = (ops.zeros_like(ops.transpose(q, (0, 1, 4, 2, 3))), d_bias)
+        (dq_t, d_bias), (dk, dv) = _map_blocks(
             self.map.num_key_blocks, key_block, 2, carry
         )
+        dq = ops.transpose(dq_t, (0, 1, 3, 4, 2))  # (B, Hkv, G, Tp, D)
         grads = [dq, _concatenate_blocks(dk, 2), _concatenate_blocks(dv, 2)]
         if bias is not None:
             grads.append(d_bias)
@@ -246,26 +257,30 @@ class _Attention:
         return tuple(grads)
 
 
-def _products(a, b, subscripts):
-    """One block product, with the query groups merged into the rows.
+def _merge_rows(x):
+    """`(B, Hkv, G, bq, X)` -> `(B, Hkv, G * bq, X)`: the groups' query rows as one
+    matrix, so that every block product is a plain batched matmul over
+    `(B, Hkv)` (XLA copied the operand of a product over two axes)."""
+    return ops.reshape(x, (-1, x.shape[1], x.shape[2] * x.shape[3], x.shape[4]))
 
-    `a` is `(B, Hkv, G, bq, X)`; `b` is a key-side block `(B, Hkv, bk, Y)` or,
-    when `subscripts` contracts the rows, another `(B, Hkv, G, bq, Y)`. Merged,
-    every product is a plain batched matmul over `(B, Hkv)` (an operand used
-    transposed included), which XLA runs without copying the operand. The
-    result has the groups split again when it has rows.
-    """
-    kv_heads, groups, rows = a.shape[1], a.shape[2], a.shape[3]
 
-    def merged(x):
-        return ops.reshape(x, (-1, kv_heads, groups * rows, x.shape[-1]))
+def _merge_columns(x):
+    """Keys-major `(B, Hkv, bk, G, bq)` -> `(B, Hkv, bk, G * bq)`."""
+    return ops.reshape(x, (-1, x.shape[1], x.shape[2], x.shape[3] * x.shape[4]))
 
-    if len(b.shape) == 5:
-        b = merged(b)
-    product = ops.einsum(subscripts, merged(a), b)
-    if subscripts.endswith("->bksd"):
-        return product
-    return ops.reshape(product, (-1, kv_heads, groups, rows, product.shape[-1]))
+
+def _scores(rows, keys, groups, keys_major=False):
+    """Products of merged query-side rows `(B, Hkv, G * bq, D)` with a key-side
+    block `(B, Hkv, bk, D)`: `(B, Hkv, G, bq, bk)`, or keys-major
+    `(B, Hkv, bk, G, bq)` (the rows' transposed products)."""
+    kv_heads, rows_length, keys_length = rows.shape[1], rows.shape[2], keys.shape[2]
+    if keys_major:
+        s = ops.einsum("bksd,bkqd->bksq", keys, rows)
+        return ops.reshape(
+            s, (-1, kv_heads, keys_length, groups, rows_length // groups)
+        )
+    s = ops.einsum("bkqd,bksd->bkqs", rows, keys)
+    return ops.reshape(s, (-1, kv_heads, groups, rows_length // groups, keys_length))
 
 
 def _add_block(total, axis, start, update):

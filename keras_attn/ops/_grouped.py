@@ -7,6 +7,10 @@ as their own axis lets one einsum serve all groups without repeating keys and va
 
 from keras import ops
 
+# Blocks of logits are queries-major, `(B, Hkv, G, bq, bk)`, except in the chunked
+# backward pass, which works keys-major, `(B, Hkv, bk, G, bq)`.
+_KEYS_MAJOR, _QUERIES_MAJOR = (0, 1, 4, 2, 3), (0, 1, 3, 4, 2)
+
 # Large negative logit for masked positions: finite, so that a fully masked row gives
 # exp(NEG - NEG) = 1 instead of NaN; such rows are zeroed explicitly afterwards.
 NEG = -1e30
@@ -33,3 +37,13 @@ def group_mask_heads(mask, num_kv_heads):
         mask,
         (batch, num_kv_heads, heads // num_kv_heads, query_length, key_length),
     )
+
+
+def keys_major(x):
+    """A block `(B, Hkv, G, bq, bk)` (or broadcastable) as `(B, Hkv, bk, G, bq)`."""
+    return ops.transpose(x, _KEYS_MAJOR)
+
+
+def queries_major(x):
+    """A keys-major block `(B, Hkv, bk, G, bq)` as `(B, Hkv, G, bq, bk)`."""
+    return ops.transpose(x, _QUERIES_MAJOR)

@@ -5,8 +5,9 @@ In order, on float32 logits already scaled by `1 / sqrt(D)`: an additive `bias`
 convention), then Gemma 2's soft cap `c * tanh(x / c)`. Masking comes after all of
 them, and attention sinks join the softmax denominator (see `sink_logits`).
 
-Tensors are in the grouped-query layout of the core, `(B, Hkv, G, bq, bk)`; a
-`score_mod` sees the `(B, H, bq, bk)` layout of the public API.
+Tensors are in the grouped-query layout of the core, `(B, Hkv, G, bq, bk)` or
+keys-major `(B, Hkv, bk, G, bq)` (the chunked backward pass); a `score_mod` sees
+the `(B, H, bq, bk)` layout of the public API.
 """
 
 import copy
@@ -14,7 +15,7 @@ import copy
 import keras
 from keras import ops
 
-from keras_attn.ops._grouped import group_mask_heads
+from keras_attn.ops import _grouped as grouped
 from keras_attn.ops._slicing import pad_end
 from keras_attn.ops._slicing import score_block
 
@@ -35,7 +36,9 @@ class LogitModifiers:
     TENSOR_ATTRIBUTES = ("bias", "score_mod", "pattern")
 
     def __init__(self, bias, logit_soft_cap, score_mod, pattern, num_kv_heads):
-        self.bias = None if bias is None else group_mask_heads(bias, num_kv_heads)
+        self.bias = (
+            None if bias is None else grouped.group_mask_heads(bias, num_kv_heads)
+        )
         self.logit_soft_cap, self.score_mod = logit_soft_cap, score_mod
         self.pattern = pattern
 
@@ -62,40 +65,46 @@ class LogitModifiers:
         vars(modifiers).update(attributes)
         return modifiers
 
-    def __call__(self, s, query_start, key_start):
-        """Modified logits of the block of `s` `(B, Hkv, G, bq, bk)` at those starts."""
-        z = self._biased(s, query_start, key_start)
+    def __call__(self, s, query_start, key_start, keys_major=False):
+        """Modified logits of the block of `s` at those starts.
+
+        `s` is `(B, Hkv, G, bq, bk)`, or `(B, Hkv, bk, G, bq)` with `keys_major`.
+        """
+        z = self._biased(s, query_start, key_start, keys_major)
         if self.score_mod is not None:
-            z = self._score_mod(z, query_start, key_start)
+            z = self._score_mod(z, query_start, key_start, keys_major)
         if self.logit_soft_cap is not None:
             z = self.logit_soft_cap * ops.tanh(z / self.logit_soft_cap)
         return z
 
-    def gradient(self, s, d_logits, query_start, key_start):
+    def gradient(self, s, d_logits, query_start, key_start, keys_major=False):
         """The gradient with respect to `s` (and the bias) given that of the logits."""
         if self.is_empty:
             return d_logits
-        z = self._biased(s, query_start, key_start)
-        y = z
-        if self.score_mod is not None:
-            y = self._score_mod(z, query_start, key_start)
+        z = self._biased(s, query_start, key_start, keys_major)
+
+        def score_mod(z):
+            return self._score_mod(z, query_start, key_start, keys_major)
+
+        y = z if self.score_mod is None else score_mod(z)
         if self.logit_soft_cap is not None:
             d_logits = d_logits * (1.0 - ops.square(ops.tanh(y / self.logit_soft_cap)))
         if self.score_mod is not None:
-
-            def score_mod(z):
-                return self._score_mod(z, query_start, key_start)
-
             d_logits = _vjp(score_mod, z, d_logits)
         return d_logits
 
-    def _biased(self, s, query_start, key_start):
+    def _biased(self, s, query_start, key_start, keys_major):
         if self.bias is None:
             return s
         shape = ops.shape(s)
-        return s + score_block(self.bias, query_start, shape[3], key_start, shape[4])
+        query_size, key_size = (shape[4], shape[2]) if keys_major else shape[3:]
+        bias = score_block(self.bias, query_start, query_size, key_start, key_size)
+        return s + (grouped.keys_major(bias) if keys_major else bias)
 
-    def _score_mod(self, z, query_start, key_start):
+    def _score_mod(self, z, query_start, key_start, keys_major):
+        if keys_major:
+            z = self._score_mod(grouped.queries_major(z), query_start, key_start, False)
+            return grouped.keys_major(z)
         batch, kv_heads, groups, query_size, key_size = ops.shape(z)
         merged = (batch, kv_heads * groups, query_size, key_size)
         q = query_start + ops.arange(query_size, dtype="int32")
