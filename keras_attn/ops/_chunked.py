@@ -14,13 +14,17 @@ building a (T, S) tensor. Empty blocks are never visited; whole blocks run witho
 mask arithmetic, in a loop of their own; only partial blocks evaluate the mask.
 Loops are `keras.ops.fori_loop`, so the graph stays small under `jit` on JAX and
 TensorFlow, except that TensorFlow's loops run one iteration at a time (see
-`_fori_loop`).
+`_block_loops.fori_loop`).
 """
 
 import keras
 from keras import ops
 
 from keras_attn.ops import _grouped as grouped
+from keras_attn.ops._block_loops import add_block
+from keras_attn.ops._block_loops import concatenate_blocks
+from keras_attn.ops._block_loops import fori_loop
+from keras_attn.ops._block_loops import map_blocks
 from keras_attn.ops._grouped import NEG
 from keras_attn.ops._grouped import group_mask_heads
 from keras_attn.ops._grouped import merge_query_heads
@@ -30,6 +34,23 @@ from keras_attn.ops._pattern import EMPTY
 from keras_attn.ops._pattern import WHOLE
 from keras_attn.ops._slicing import block
 from keras_attn.ops._slicing import pad_end
+
+# Block length: 512, except for dense patterns (causal, padding) on TensorFlow,
+# whose graph pays a cost per block that XLA does not: 1,024 is faster there
+# (16,384-token causal training step, AMD EPYC: 8.7-8.9 s against 9.2-9.6 s) and
+# slower on JAX (12.4 s against 11.0 s). A window, documents or a mask_mod keep
+# 512: finer blocks skip more of what they rule out.
+DEFAULT_BLOCK_SIZE = 512
+DENSE_PATTERN_BLOCK_SIZES = {"tensorflow": 1024}
+
+
+def default_block_size(pattern):
+    """The block length for `pattern` when the call gives no `chunk_size`."""
+    sparse = pattern.sliding_window or pattern.mask_mod is not None
+    if sparse or pattern.segment_ids is not None:
+        return DEFAULT_BLOCK_SIZE
+    backend = keras.backend.backend()
+    return DENSE_PATTERN_BLOCK_SIZES.get(backend, DEFAULT_BLOCK_SIZE)
 
 
 def chunked_attention(query, key, value, pattern, modifiers, sinks, scale, chunk_size):
@@ -179,25 +200,26 @@ class _Attention:
                 m, denom = ops.broadcast_to(sinks, row_shape), ops.ones(row_shape)
             state = (m, denom, ops.zeros(row_shape + (value_dim,), "float32"))
             start, whole_end, end = self.map.rows.bounds(i)
-            state = _fori_loop(start, whole_end, key_block(masked=False), state)
-            m, denom, acc = _fori_loop(whole_end, end, key_block(masked=True), state)
+            state = fori_loop(start, whole_end, key_block(masked=False), state)
+            m, denom, acc = fori_loop(whole_end, end, key_block(masked=True), state)
             has_key = denom > 0.0  # rows with no allowed key give zeros, never NaN
             safe_denom = ops.where(has_key, denom, 1.0)
             out_i = acc / safe_denom[..., None]
             lse_i = ops.where(has_key, m + ops.log(safe_denom), -NEG)
             return carry, (out_i, lse_i)  # (B, Hkv, G, bq, Dv), (B, Hkv, G, bq)
 
-        _, (output, lse) = _map_blocks(self.map.num_query_blocks, query_block, 2)
-        return _concatenate_blocks(output, 3), _concatenate_blocks(lse, 3)
+        _, (output, lse) = map_blocks(self.map.num_query_blocks, query_block, 2)
+        return concatenate_blocks(output, 3), concatenate_blocks(lse, 3)
 
     def backward(self, q, k, v, bias, sinks, output, lse, d_output):
         """One sweep over key blocks (FlashAttention-2's backward pass).
 
         Each visited block (i, j) computes its probabilities once and adds to
         dK_j and dV_j (local to the sweep's step) and to dQ_i (in place, see
-        `_add_block`). Blocks are keys-major here, `(B, Hkv, bk, G, bq)`: dK_j and
-        dV_j are then plain products, and only the small K_j is read transposed,
-        for dQ_i, which is accumulated transposed, `(B, Hkv, D, G, Tp)`.
+        `_block_loops.add_block`). Blocks are keys-major here, `(B, Hkv, bk, G,
+        bq)`: dK_j and dV_j are then plain products, and only the small K_j is
+        read transposed, for dQ_i, which is accumulated transposed,
+        `(B, Hkv, D, G, Tp)`.
         """
         bq, bk = self.map.query_block, self.map.key_block
         groups = q.shape[2]
@@ -227,15 +249,15 @@ class _Attention:
                     dk_j = dk_j + ops.einsum("bksq,bkqd->bksd", ds, q_i)
                     dq_t_i = ops.einsum("bksd,bksq->bkdq", k_j, ds)
                     dq_t_i = ops.reshape(dq_t_i, (-1, *dq_t.shape[1:4], bq))
-                    return dk_j, dv_j, _add_block(dq_t, 4, i * bq, dq_t_i), d_bias
+                    return dk_j, dv_j, add_block(dq_t, 4, i * bq, dq_t_i), d_bias
 
                 return step
 
             dq_t, d_bias = carry
             state = (ops.zeros_like(k_j), ops.zeros_like(v_j), dq_t, d_bias)
             start, whole_end, end = self.map.columns.bounds(j)
-            state = _fori_loop(start, whole_end, query_block(False), state)
-            dk_j, dv_j, dq_t, d_bias = _fori_loop(
+            state = fori_loop(start, whole_end, query_block(False), state)
+            dk_j, dv_j, dq_t, d_bias = fori_loop(
                 whole_end, end, query_block(True), state
             )
             return (dq_t, d_bias), (dk_j, dv_j)
@@ -243,11 +265,11 @@ class _Attention:
         # Without a bias, a scalar stands in for its gradient in the scan's carry.
         d_bias = ops.zeros(()) if bias is None else ops.zeros_like(bias)
         carry = (ops.zeros_like(ops.transpose(q, (0, 1, 4, 2, 3))), d_bias)
-        (dq_t, d_bias), (dk, dv) = _map_blocks(
+        (dq_t, d_bias), (dk, dv) = map_blocks(
             self.map.num_key_blocks, key_block, 2, carry
         )
         dq = ops.transpose(dq_t, (0, 1, 3, 4, 2))  # (B, Hkv, G, Tp, D)
-        grads = [dq, _concatenate_blocks(dk, 2), _concatenate_blocks(dv, 2)]
+        grads = [dq, concatenate_blocks(dk, 2), concatenate_blocks(dv, 2)]
         if bias is not None:
             grads.append(d_bias)
         if sinks is not None:
@@ -283,27 +305,6 @@ def _scores(rows, keys, groups, keys_major=False):
     return ops.reshape(s, (-1, kv_heads, groups, rows_length // groups, keys_length))
 
 
-def _add_block(total, axis, start, update):
-    """`total` with `update` added to its block at `start` along `axis`.
-
-    In place where the backend allows it: XLA (JAX, TensorFlow under `jit`)
-    updates a loop's buffer in place, and torch's eager loop adds into a view.
-    """
-    if keras.backend.backend() == "torch":
-        total.narrow(axis, int(start), update.shape[axis]).add_(update)
-        return total
-    if keras.backend.backend() == "jax":
-        import jax.numpy as jnp
-
-        index = [slice(None)] * len(total.shape)
-        index[axis] = start + jnp.arange(update.shape[axis])
-        return total.at[tuple(index)].add(update)
-    current = block(total, axis, start, update.shape[axis])
-    starts = [0] * len(total.shape)
-    starts[axis] = start
-    return ops.slice_update(total, starts, current + update)
-
-
 def _add_bias_block(d_bias, ds, query_start, key_start):
     """Add `ds` `(B, Hkv, G, bq, bk)`, summed to the bias' broadcast shape, at its
     block of `d_bias` `(B|1, Hkv|1, G|1, Tp|1, Sp|1)`."""
@@ -318,72 +319,11 @@ def _add_bias_block(d_bias, ds, query_start, key_start):
     return ops.slice_update(d_bias, start, current + ds)
 
 
-def _map_blocks(count, body, outputs, carry=None):
-    """`body(carry, i) -> (carry, blocks)` for `i` in `range(count)`, in order.
-
-    `blocks` is a tuple of `outputs` float32 tensors. Returns the last carry and
-    each block stacked on a new leading axis. The blocks are collected (a list on
-    torch, TensorArrays on TensorFlow, one iteration at a time; `lax.scan` on JAX)
-    and stacked once: writing each into a full-length tensor instead copies that
-    tensor per block on torch and TensorFlow, a cost quadratic in the length.
-    """
-    carry = ops.zeros(()) if carry is None else carry
-    backend = keras.backend.backend()
-    if backend == "jax":
-        return ops.scan(body, carry, ops.arange(count, dtype="int32"))
-    if backend == "torch":
-        blocks = []
-        for i in range(count):
-            carry, block_i = body(carry, i)
-            blocks.append(block_i)
-        return carry, tuple(ops.stack(b) for b in zip(*blocks))
-    import tensorflow as tf
-
-    def step(i, carry, arrays):
-        carry, blocks = body(carry, i)
-        return i + 1, carry, tuple(a.write(i, b) for a, b in zip(arrays, blocks))
-
-    arrays = tuple(tf.TensorArray("float32", size=count) for _ in range(outputs))
-    _, carry, arrays = tf.while_loop(
-        lambda i, *_: i < count, step, (0, carry, arrays), parallel_iterations=1
-    )
-    return carry, tuple(a.stack() for a in arrays)
-
-
-def _concatenate_blocks(stacked, axis):
-    """`(n, ..., block, ...)` stacked blocks as one tensor, blocks along `axis`."""
-    x = ops.moveaxis(stacked, 0, axis)  # (..., n, block, ...)
-    shape = ops.shape(x)
-    return ops.reshape(
-        x, (*shape[:axis], shape[axis] * shape[axis + 1], *shape[axis + 2 :])
-    )
-
-
 def _exp(x):
     """`exp(x)` for `x <= 0`, clamped at -80 (e^-80 ≈ 2e-35, nothing next to the
     row's largest term, 1): PyTorch's and TensorFlow's CPU kernels take a slow
     path for the -1e30 logits of masked keys, which are zeroed afterwards."""
     return ops.exp(ops.maximum(x, -80.0))
-
-
-def _fori_loop(lower, upper, body, init):
-    """`keras.ops.fori_loop`, with TensorFlow's iterations run one after another.
-
-    `tf.while_loop` runs up to 10 iterations at once where their data allow it, and
-    each block iteration here holds several (bq, bk) score blocks per head: at 16k
-    tokens that took a training step from 1 GiB to 4 GiB. One at a time, memory
-    stays linear in the length as on JAX (whose loops are sequential already).
-    """
-    if keras.backend.backend() != "tensorflow":
-        return ops.fori_loop(lower, upper, body, init)
-    import tensorflow as tf
-
-    return tf.while_loop(
-        lambda i, _: i < upper,
-        lambda i, value: (i + 1, body(i, value)),
-        (lower, init),
-        parallel_iterations=1,
-    )[1]
 
 
 def _where(allowed, x, fill):

@@ -28,6 +28,7 @@ from keras_attn._checks import check_rate
 from keras_attn.ops import _arguments
 from keras_attn.ops import _compiled
 from keras_attn.ops._arguments import OWNER as _OWNER
+from keras_attn.ops._chunked import default_block_size
 from keras_attn.ops._logits import LogitModifiers
 from keras_attn.ops._math import math_attention
 from keras_attn.ops._pattern import AttentionPattern
@@ -40,13 +41,6 @@ IMPLEMENTATIONS = ("fused", "chunked", "math")
 # Above this many bytes of float32 scores, the automatic choice streams the keys in
 # chunks instead of materialising the (B, H, T, S) matrix.
 CHUNKED_THRESHOLD_BYTES = 256 * 2**20
-# Block length of the chunked path: 512, except for dense patterns (causal,
-# padding) on TensorFlow, whose graph pays a cost per block that XLA does not:
-# 1,024 is faster there (16,384-token causal training step, AMD EPYC: 8.7-8.9 s
-# against 9.2-9.6 s) and slower on JAX (12.4 s against 11.0 s). A window,
-# documents or a mask_mod keep 512: finer blocks skip more of what they rule out.
-DEFAULT_CHUNK_SIZE = 512
-DENSE_PATTERN_CHUNK_SIZES = {"tensorflow": 1024}
 # Up to this many (batch × query × key) mask entries, computing every block of a
 # window or documents (dense mask) beats the chunked path's block skipping: on
 # PyTorch its fused kernel given the mask (CPU training steps, 2 cores: 5.5x
@@ -192,7 +186,7 @@ def dot_product_attention(
     sinks = _arguments.as_sinks(sinks, query)
     head_dim = query.shape[-1]
     scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-    chunk_size = chunk_size or _default_chunk_size(pattern)
+    chunk_size = chunk_size or default_block_size(pattern)
     apply_dropout = bool(training) and dropout_rate > 0.0
     unfusable = _unfusable_argument(pattern, modifiers, sinks)
     if implementation is None:
@@ -254,14 +248,6 @@ def _unfusable_argument(pattern, modifiers, sinks):
 def _same_static_length(pattern):
     lengths = (pattern.query_length, pattern.key_length)
     return all(isinstance(n, int) for n in lengths) and lengths[0] == lengths[1]
-
-
-def _default_chunk_size(pattern):
-    sparse = pattern.sliding_window or pattern.mask_mod is not None
-    if sparse or pattern.segment_ids is not None:
-        return DEFAULT_CHUNK_SIZE
-    backend = keras.backend.backend()
-    return DENSE_PATTERN_CHUNK_SIZES.get(backend, DEFAULT_CHUNK_SIZE)
 
 
 def _choose_implementation(query, key, pattern, chunk_size, needs_math, fusable):
