@@ -16,12 +16,19 @@ def add_block(total, axis, start, update):
 
     In place where the backend allows it: a scatter-add on JAX (for a
     dynamic-update-slice of a loop's buffer, XLA copied the whole buffer), an add
-    into a view in torch's eager loop; a slice update on TensorFlow.
+    in place in torch's eager loop (`index_add_`); a slice update on TensorFlow.
     """
-    if keras.backend.backend() == "torch":
-        total.narrow(axis, int(start), update.shape[axis]).add_(update)
-        return total
-    if keras.backend.backend() == "jax":
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        # Positions as a tensor: no host sync for a block index held on a GPU.
+        size, device = update.shape[axis], total.device
+        positions = torch.arange(size, device=device) + torch.as_tensor(start).to(
+            device
+        )
+        return total.index_add_(axis, positions, update)
+    if backend == "jax":
         import jax.numpy as jnp
 
         index = [slice(None)] * len(total.shape)

@@ -216,10 +216,10 @@ class _Attention:
 
         Each visited block (i, j) computes its probabilities once and adds to
         dK_j and dV_j (local to the sweep's step) and to dQ_i (in place, see
-        `_block_loops.add_block`). Blocks are keys-major here, `(B, Hkv, bk, G,
-        bq)`: dK_j and dV_j are then plain products, and only the small K_j is
-        read transposed, for dQ_i, which is accumulated transposed,
-        `(B, Hkv, D, G, Tp)`.
+        `_block_loops.add_block`). Blocks are keys-major here,
+        `(B, Hkv, bk, G, bq)`: dK_j and dV_j are then plain products, and only
+        the small K_j is read transposed, for dQ_i, which is accumulated
+        transposed, `(B, Hkv, D, G, Tp)`.
         """
         bq, bk = self.map.query_block, self.map.key_block
         groups = q.shape[2]
