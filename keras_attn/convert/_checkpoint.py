@@ -253,6 +253,47 @@ def heads_bias(num_heads):
     return transform
 
 
+def fused_qkv_entries(target, weight, bias, dim, num_heads, conv1d=False):
+    """Entries of the query, key and value projections of the attention layer
+    `target` from one fused `[query | key | value]` projection: the source
+    tensors `weight`, `(3 * dim, dim)` as in a `torch.nn.Linear` (torch's
+    `in_proj_weight`) or `(dim, 3 * dim)` with `conv1d` (GPT-2's `c_attn`), and
+    `bias`, `(3 * dim,)`."""
+    linear_kernel = heads_kernel(num_heads)
+
+    def to_kernel(part):
+        return linear_kernel(part.T if conv1d else part)
+
+    entries = []
+    for index, name in enumerate(("query", "key", "value")):
+        entries += [
+            Entry(
+                f"{target}/{name}/kernel",
+                weight,
+                (dim, 3 * dim) if conv1d else (3 * dim, dim),
+                _fused_part(index, 1 if conv1d else 0, to_kernel),
+            ),
+            Entry(
+                f"{target}/{name}/bias",
+                bias,
+                (3 * dim,),
+                _fused_part(index, 0, heads_bias(num_heads)),
+            ),
+        ]
+    return entries
+
+
+def _fused_part(index, axis, transform):
+    """Part `index` of three equal parts of an array along `axis`, transformed."""
+
+    def take(array):
+        width = array.shape[axis] // 3
+        part = np.take(array, np.arange(index * width, (index + 1) * width), axis)
+        return transform(part)
+
+    return take
+
+
 def output_kernel(num_heads):
     """`(hidden, heads * head_dim)` Linear weight → `(heads, head_dim, hidden)`."""
 

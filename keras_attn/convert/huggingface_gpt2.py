@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_attn.convert import _checkpoint
 from keras_attn.convert._checkpoint import Entry
+from keras_attn.convert._checkpoint import fused_qkv_entries
 from keras_attn.convert._checkpoint import torch_norm
 
 _OWNER = "causal_lm_from_huggingface"
@@ -92,37 +93,14 @@ def _conv1d(target, source, units_in, units_out):
     ]
 
 
-def _fused_slice(index, shape):
-    """Part `index` of `c_attn`'s `[query | key | value]` last axis, reshaped."""
-
-    def transform(array):
-        width = array.shape[-1] // 3
-        part = array[..., index * width : (index + 1) * width]
-        return np.ascontiguousarray(part.reshape(shape))
-
-    return transform
-
-
 def _block_plan(i, arguments):
     d, h, f = (arguments[k] for k in ("hidden_dim", "num_heads", "intermediate_dim"))
     block, source = f"decoder_layer_{i}", f"h.{i}"
     attention = f"{block}/self_attention"
-    plan = []
-    for index, name in enumerate(("query", "key", "value")):
-        plan += [
-            Entry(
-                f"{attention}/{name}/kernel",
-                f"{source}.attn.c_attn.weight",
-                (d, 3 * d),
-                _fused_slice(index, (d, h, d // h)),
-            ),
-            Entry(
-                f"{attention}/{name}/bias",
-                f"{source}.attn.c_attn.bias",
-                (3 * d,),
-                _fused_slice(index, (h, d // h)),
-            ),
-        ]
+    fused = f"{source}.attn.c_attn"
+    plan = fused_qkv_entries(
+        attention, f"{fused}.weight", f"{fused}.bias", d, h, conv1d=True
+    )
     plan += [
         Entry(
             f"{attention}/attention_output/kernel",

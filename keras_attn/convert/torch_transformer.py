@@ -15,8 +15,7 @@ import numpy as np
 from keras_attn import _checks
 from keras_attn.convert import _checkpoint
 from keras_attn.convert._checkpoint import Entry
-from keras_attn.convert._checkpoint import heads_bias
-from keras_attn.convert._checkpoint import heads_kernel
+from keras_attn.convert._checkpoint import fused_qkv_entries
 from keras_attn.convert._checkpoint import output_kernel
 from keras_attn.convert._checkpoint import torch_dense
 from keras_attn.convert._checkpoint import torch_norm
@@ -29,32 +28,10 @@ _TARGET_EMBEDDING = "target_embedding.weight"
 _OUTPUT = "output_projection.weight"
 
 
-def _split(index, dim, transform):
-    """Row block `index` (query 0, key 1, value 2) of a packed `in_proj` tensor."""
-
-    def take(array):
-        return transform(array[index * dim : (index + 1) * dim])
-
-    return take
-
-
 def _attention(target, source, dim, heads):
-    plan = []
-    for index, name in enumerate(("query", "key", "value")):
-        plan += [
-            Entry(
-                f"{target}/{name}/kernel",
-                f"{source}.in_proj_weight",
-                (3 * dim, dim),
-                _split(index, dim, heads_kernel(heads)),
-            ),
-            Entry(
-                f"{target}/{name}/bias",
-                f"{source}.in_proj_bias",
-                (3 * dim,),
-                _split(index, dim, heads_bias(heads)),
-            ),
-        ]
+    plan = fused_qkv_entries(
+        target, f"{source}.in_proj_weight", f"{source}.in_proj_bias", dim, heads
+    )
     return plan + [
         Entry(
             f"{target}/attention_output/kernel",
