@@ -88,6 +88,37 @@ class AlibiBias(AttentionBiasLayer):
         slopes = ops.convert_to_tensor(slopes.astype("float32"))[:, None, None]
         return -slopes * ops.abs(relative_positions)[:, None]
 
+    def score_mod(self):
+        """The same bias as a `score_mod` of `keras_attn.ops.dot_product_attention`.
+
+        The returned callable adds `-m_h * |q_idx - kv_idx|` to each logit where
+        the attention evaluates it, block by block on the chunked path, so no
+        `(H, T, S)` bias is ever built: memory stays linear in the length.
+        Distances are between the call's query and key indices (a cached
+        decoding step's queries count from its cache index); within packed
+        documents they equal those of positions restarted at each document.
+
+        Returns:
+            `score_mod(score, batch, head, q_idx, kv_idx) -> score`.
+
+        Example:
+
+        ```python
+        q = k = v = np.random.rand(1, 4096, 8, 64).astype("float32")
+        out = keras_attn.ops.dot_product_attention(
+            q, k, v, is_causal=True, score_mod=AlibiBias(8).score_mod()
+        )
+        ```
+        """
+        slopes = _alibi_slopes(self.num_heads, self.alibi_bias_max)
+        slopes = ops.convert_to_tensor(slopes.astype("float32"))
+
+        def alibi(score, batch, head, q_idx, kv_idx):
+            distance = ops.abs(ops.cast(q_idx - kv_idx, "float32"))
+            return score - ops.take(slopes, head) * distance
+
+        return alibi
+
     def get_config(self):
         config = super().get_config()
         config["alibi_bias_max"] = self.alibi_bias_max

@@ -10,6 +10,7 @@ from keras_attn.layers.alibi_bias import AlibiBias
 from keras_attn.ops import dot_product_attention
 from tests._keras_private import TestCase
 from tests._keras_private import get_keras_mask
+from tests.gradients import gradients
 
 
 def random(shape, seed=0):
@@ -52,6 +53,23 @@ def numpy_biased_attention(query, key, value, bias, is_causal=False):
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     weights = weights / weights.sum(axis=-1, keepdims=True)
     return np.einsum("bhts,bshd->bthd", weights, value)
+
+
+def attention(is_causal, implementation, **options):
+    """`(q, k, v) -> dot_product_attention(...)` of one path, blocks of 4."""
+
+    def attend(query, key, value):
+        return dot_product_attention(
+            query,
+            key,
+            value,
+            is_causal=is_causal,
+            implementation=implementation,
+            chunk_size=4,
+            **options,
+        )
+
+    return attend
 
 
 class AlibiBiasTest(TestCase):
@@ -147,6 +165,37 @@ class AlibiBiasTest(TestCase):
                     chunk_size=4,
                 )
                 self.assertAllClose(out, expected, atol=1e-5)
+
+    def test_score_mod_equals_the_bias_forward_and_gradients(self):
+        # Grouped heads (4 query heads, 2 key-value heads), a length that does
+        # not divide the block size, both paths, causal and bidirectional.
+        query = random((2, 11, 4, 8), 0)
+        key, value = random((2, 11, 2, 8), 1), random((2, 11, 2, 8), 2)
+        weights = random(query.shape, 3)
+        layer = AlibiBias(4)
+        grouped = [np.repeat(x, 2, axis=2) for x in (key, value)]
+
+        def weighted_gradients(attend):
+            def loss(q, k, v):
+                return keras.ops.sum(keras.ops.multiply(attend(q, k, v), weights))
+
+            return gradients(loss, query, key, value)
+
+        for is_causal in [False, True]:
+            expected = numpy_biased_attention(
+                query, *grouped, numpy_alibi(4, range(11), range(11)), is_causal
+            )
+            for implementation in ["math", "chunked"]:
+                with self.subTest(is_causal=is_causal, implementation=implementation):
+                    by_mod = attention(
+                        is_causal, implementation, score_mod=layer.score_mod()
+                    )
+                    by_bias = attention(is_causal, implementation, bias=layer(query))
+                    self.assertAllClose(by_mod(query, key, value), expected, atol=1e-5)
+                    for mod_gradient, bias_gradient in zip(
+                        weighted_gradients(by_mod), weighted_gradients(by_bias)
+                    ):
+                        self.assertAllClose(mod_gradient, bias_gradient, atol=1e-5)
 
     def test_bidirectional_bias_is_symmetric(self):
         bias = keras.ops.convert_to_numpy(AlibiBias(4)(np.zeros((1, 6, 2))))
