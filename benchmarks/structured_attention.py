@@ -327,25 +327,24 @@ def _contender(spec, window):
 
 def _spy_paths():
     """The set of keras_attn paths (fused, chunked, math) the calls traced take."""
+    from keras_attn.ops import _compiled
     from keras_attn.ops import attention
 
     taken = set()
-    for name, label in (
-        ("_fused_attention", "fused"),
-        ("chunked_attention", "chunked"),
-        ("math_attention", "math"),
+    for module, name, label in (
+        (attention, "fused_attention", "fused"),
+        (_compiled, "chunked_attention", "chunked"),
+        (attention, "math_attention", "math"),
     ):
-        original = getattr(attention, name, None)
+        original = getattr(module, name)
         original = getattr(original, "_spied", original)
-        if original is None:
-            continue
 
         def spy(*args, _original=original, _label=label, **kwargs):
             taken.add(_label)
             return _original(*args, **kwargs)
 
         spy._spied = original
-        setattr(attention, name, spy)
+        setattr(module, name, spy)
     return taken
 
 

@@ -2,8 +2,9 @@
 
 Three implementations give the same numbers:
 
-- "fused": the backend's kernel through `keras.ops.dot_product_attention` (PyTorch's
-  `scaled_dot_product_attention`, `jax.nn.dot_product_attention`, cuDNN on GPU),
+- "fused": the backend's kernel (PyTorch's `scaled_dot_product_attention`, called
+  directly; `jax.nn.dot_product_attention` and cuDNN through
+  `keras.ops.dot_product_attention`),
   taken only for what the kernel computes exactly: masks, causal, on JAX a
   sliding window, and on PyTorch windows and segments given to it as the dense
   boolean mask of the pattern when that mask is small.
@@ -29,11 +30,12 @@ from keras_attn.ops import _arguments
 from keras_attn.ops import _compiled
 from keras_attn.ops._arguments import OWNER as _OWNER
 from keras_attn.ops._chunked import default_block_size
+from keras_attn.ops._fused import fused_attention
+from keras_attn.ops._fused import has_gpu
 from keras_attn.ops._logits import LogitModifiers
 from keras_attn.ops._math import math_attention
 from keras_attn.ops._pattern import AttentionPattern
 from keras_attn.ops.masks import as_attention_mask
-from keras_attn.ops.masks import causal_mask
 from keras_attn.ops.masks import check_attention_mask
 
 IMPLEMENTATIONS = ("fused", "chunked", "math")
@@ -207,7 +209,7 @@ def dot_product_attention(
 
     if implementation == "fused":
         _check_fused_supports(query, value, unfusable)
-        return _fused_attention(query, key, value, pattern, scale)
+        return fused_attention(query, key, value, pattern, scale)
     if implementation == "chunked":
         return _compiled.attention(
             query, key, value, pattern, modifiers, sinks, scale, chunk_size
@@ -290,7 +292,7 @@ def _dense_beats_block_skipping(fusable, mask_elements):
         return False
     if backend == "torch":
         return mask_elements <= DENSE_PATTERN_ELEMENTS[backend]
-    return _has_gpu()
+    return has_gpu()
 
 
 def _fused_supports(query, value):
@@ -315,7 +317,7 @@ def _check_fused_supports(query, value, unfusable):
 
 def _fused_is_linear_memory():
     # PyTorch's CPU and CUDA kernels are flash-style; XLA on CPU is not.
-    return keras.backend.backend() == "torch" or _has_gpu()
+    return keras.backend.backend() == "torch" or has_gpu()
 
 
 def _fused_computes_float32_softmax(dtype):
@@ -324,72 +326,4 @@ def _fused_computes_float32_softmax(dtype):
         return False  # no fused kernel: Keras writes the math out itself
     if backend == "torch":
         return True  # its CPU and CUDA kernels accumulate in float32
-    return dtype == "float32" or _has_gpu()  # XLA on CPU computes in dtype
-
-
-_GPU = None
-
-
-def _has_gpu():
-    global _GPU
-    if _GPU is None:
-        if keras.backend.backend() == "torch":  # keras.distribution has no torch lib
-            import torch
-
-            _GPU = torch.cuda.is_available()
-        else:
-            devices = keras.distribution.list_devices()
-            _GPU = any(d.lower().startswith(("gpu", "cuda")) for d in devices)
-    return _GPU
-
-
-def _fused_attention(query, key, value, pattern, scale):
-    """The backend's kernel for a mask, causal, a window (JAX's own; a dense mask
-    on PyTorch) and documents (a dense mask, PyTorch)."""
-    heads = query.shape[2]
-    if keras.backend.backend() == "tensorflow" and key.shape[2] == 1 and heads:
-        # Keras' TensorFlow kernel repeats key/value heads only when there are
-        # several (keras 3.15), so multi-query attention fails in its einsum.
-        key = ops.repeat(key, heads, axis=2)
-        value = ops.repeat(value, heads, axis=2)
-    mask, is_causal = pattern.mask, pattern.is_causal
-    structured = pattern.sliding_window or pattern.segment_ids is not None
-    if structured and keras.backend.backend() == "jax":
-        return _jax_windowed_attention(query, key, value, pattern, scale)
-    if structured:
-        # (B|1, 1, T, S): window, documents, causal and mask together.
-        mask = pattern.allowed(0, ops.shape(query)[1], 0, ops.shape(key)[1])
-        is_causal = False
-    if mask is None:
-        # The kernel's own causal flag: PyTorch's flash kernel then skips the
-        # blocks above the diagonal and never builds a (T, S) mask.
-        return ops.dot_product_attention(
-            query, key, value, scale=scale, is_causal=is_causal
-        )
-    allowed = mask
-    if is_causal:
-        causal = causal_mask(ops.shape(query)[1], ops.shape(key)[1])[None, None]
-        allowed = ops.logical_and(mask, causal)
-    # Kernels return NaN (or a uniform average) for rows with no allowed key. Let
-    # those rows attend everywhere, then zero them, so gradients stay finite too.
-    has_key = ops.any(allowed, axis=-1, keepdims=True)  # (B|1, H|1, T|1, 1)
-    allowed = ops.logical_or(allowed, ops.logical_not(has_key))
-    output = ops.dot_product_attention(query, key, value, mask=allowed, scale=scale)
-    keep = ops.transpose(ops.cast(has_key, output.dtype), (0, 2, 1, 3))  # (B,T,H,1)
-    return output * keep
-
-
-def _jax_windowed_attention(query, key, value, pattern, scale):
-    # Every row sees its own position (causal) or a band around it, so no row is
-    # empty when there is no mask (the only case taken here).
-    import jax
-
-    window = pattern.sliding_window - 1
-    return jax.nn.dot_product_attention(
-        query,
-        key,
-        value,
-        scale=scale,
-        is_causal=pattern.is_causal,
-        local_window_size=(window, 0 if pattern.is_causal else window),
-    )
+    return dtype == "float32" or has_gpu()  # XLA on CPU computes in dtype

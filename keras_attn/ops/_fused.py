@@ -1,0 +1,109 @@
+"""The fused path: the backend's own attention kernel, for what it computes exactly.
+
+PyTorch's `scaled_dot_product_attention` is called directly, on heads-first views
+of the `(B, T, H, D)` tensors; `jax.nn.dot_product_attention` directly for a
+sliding window; everything else through `keras.ops.dot_product_attention`. Which
+calls may come here is decided in `attention.py`.
+"""
+
+import keras
+from keras import ops
+
+from keras_attn.ops.masks import causal_mask
+
+_GPU = None
+
+
+def has_gpu():
+    """Whether the backend sees a GPU (asked once)."""
+    global _GPU
+    if _GPU is None:
+        if keras.backend.backend() == "torch":  # keras.distribution has no torch lib
+            import torch
+
+            _GPU = torch.cuda.is_available()
+        else:
+            devices = keras.distribution.list_devices()
+            _GPU = any(d.lower().startswith(("gpu", "cuda")) for d in devices)
+    return _GPU
+
+
+def fused_attention(query, key, value, pattern, scale):
+    """The backend's kernel for a mask, causal, a window (JAX's own; a dense mask
+    on PyTorch) and documents (a dense mask, PyTorch)."""
+    heads = query.shape[2]
+    if keras.backend.backend() == "tensorflow" and key.shape[2] == 1 and heads:
+        # Keras' TensorFlow kernel repeats key/value heads only when there are
+        # several (keras 3.15), so multi-query attention fails in its einsum.
+        key = ops.repeat(key, heads, axis=2)
+        value = ops.repeat(value, heads, axis=2)
+    mask, is_causal = pattern.mask, pattern.is_causal
+    structured = pattern.sliding_window or pattern.segment_ids is not None
+    if structured and keras.backend.backend() == "jax":
+        return _jax_windowed_attention(query, key, value, pattern, scale)
+    if structured:
+        # (B|1, 1, T, S): window, documents, causal and mask together.
+        mask = pattern.allowed(0, ops.shape(query)[1], 0, ops.shape(key)[1])
+        is_causal = False
+    if mask is None:
+        # The kernel's own causal flag: PyTorch's flash kernel then skips the
+        # blocks above the diagonal and never builds a (T, S) mask.
+        return _kernel(query, key, value, None, is_causal, scale)
+    allowed = mask
+    if is_causal:
+        causal = causal_mask(ops.shape(query)[1], ops.shape(key)[1])[None, None]
+        allowed = ops.logical_and(mask, causal)
+    # Kernels return NaN (or a uniform average) for rows with no allowed key. Let
+    # those rows attend everywhere, then zero them, so gradients stay finite too.
+    has_key = ops.any(allowed, axis=-1, keepdims=True)  # (B|1, H|1, T|1, 1)
+    allowed = ops.logical_or(allowed, ops.logical_not(has_key))
+    output = _kernel(query, key, value, allowed, False, scale)
+    keep = ops.transpose(ops.cast(has_key, output.dtype), (0, 2, 1, 3))  # (B,T,H,1)
+    return output * keep
+
+
+def _kernel(query, key, value, mask, is_causal, scale):
+    """The backend's kernel on `(B, T, H, D)` tensors and a boolean mask or None."""
+    if keras.backend.backend() == "torch":
+        return _torch_attention(query, key, value, mask, is_causal, scale)
+    return ops.dot_product_attention(
+        query, key, value, mask=mask, scale=scale, is_causal=is_causal
+    )
+
+
+def _torch_attention(query, key, value, mask, is_causal, scale):
+    # PyTorch's kernel reads strided heads-first views as they are; Keras' op
+    # copies them contiguous first (a decoding step copied every layer's whole
+    # key and value cache per token: 0.2 of its time on 2 CPU cores).
+    import torch
+
+    dtype = torch.promote_types(
+        torch.promote_types(query.dtype, key.dtype), value.dtype
+    )
+    query, key, value = (x.to(dtype).transpose(1, 2) for x in (query, key, value))
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=mask,
+        is_causal=is_causal,
+        scale=scale,
+        enable_gqa=int(key.shape[1]) != int(query.shape[1]),  # ints when traced
+    )
+    return output.transpose(1, 2)
+
+
+def _jax_windowed_attention(query, key, value, pattern, scale):
+    # Every row sees its own position (causal) or a band around it, so no row is
+    # empty when there is no mask (the only case taken here).
+    import jax
+
+    window = pattern.sliding_window - 1
+    return jax.nn.dot_product_attention(
+        query,
+        key,
+        value,
+        scale=scale,
+        is_causal=pattern.is_causal,
+        local_window_size=(window, 0 if pattern.is_causal else window),
+    )
