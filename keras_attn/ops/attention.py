@@ -32,6 +32,7 @@ from keras_attn.ops._arguments import OWNER as _OWNER
 from keras_attn.ops._chunked import default_block_size
 from keras_attn.ops._fused import fused_attention
 from keras_attn.ops._fused import has_gpu
+from keras_attn.ops._fused import row_key_ranges
 from keras_attn.ops._logits import LogitModifiers
 from keras_attn.ops._math import math_attention
 from keras_attn.ops._pattern import AttentionPattern
@@ -43,12 +44,12 @@ IMPLEMENTATIONS = ("fused", "chunked", "math")
 # Above this many bytes of float32 scores, the automatic choice streams the keys in
 # chunks instead of materialising the (B, H, T, S) matrix.
 CHUNKED_THRESHOLD_BYTES = 256 * 2**20
-# Up to this many (batch × query × key) mask entries, computing every block of a
-# window or documents (dense mask) beats the chunked path's block skipping: on
-# PyTorch its fused kernel given the mask (CPU training steps, 2 cores: 5.5x
-# faster at 4 rows of 1,024 tokens, 1.8x at one row of 8,192; slower at 16,384),
-# on TensorFlow the math path (1.8x at 4 rows of 1,024, even at one of 2,048,
-# slower at 4,096). JAX compiles the chunked loops and skips blocks at any size.
+# Up to this many mask entries, computing every block the mask covers beats the
+# chunked path's block skipping for a window or documents: on PyTorch its fused
+# kernel given each row of queries' mask (`_fused.py`; entries summed over the
+# rows), on TensorFlow the math path given the dense (T, S) mask (1.8x faster at
+# 4 rows of 1,024 tokens, even at one of 2,048, slower at 4,096). JAX compiles
+# the chunked loops and skips blocks at any size.
 DENSE_PATTERN_ELEMENTS = {"torch": 8192 * 8192, "tensorflow": 2048 * 2048}
 
 
@@ -270,11 +271,12 @@ def _choose_implementation(query, key, pattern, chunk_size, needs_math, fusable)
         # (XLA's windowed kernel on CPU computes every block), which pays off
         # unless the fused kernel is that much faster.
         sparse = pattern.sliding_window or pattern.segment_ids is not None
-        mask_elements = batch * query_length * key_length
         if (
             sparse
             and min(query_length, key_length) > chunk_size
-            and not _dense_beats_block_skipping(fusable, mask_elements)
+            and not _beats_block_skipping(
+                fusable, pattern, batch, query_length, key_length
+            )
         ):
             return "chunked"
     if fusable and _fused_computes_float32_softmax(query.dtype):
@@ -282,16 +284,21 @@ def _choose_implementation(query, key, pattern, chunk_size, needs_math, fusable)
     return "math"
 
 
-def _dense_beats_block_skipping(fusable, mask_elements):
-    """Whether the fused kernel (PyTorch: given the dense mask of the pattern;
-    on GPU) or, on TensorFlow, the math path beats skipping blocks."""
+def _beats_block_skipping(fusable, pattern, batch, query_length, key_length):
+    """Whether, for a window or documents, the fused kernel (PyTorch's by rows of
+    queries, while their masks are small; any on GPU) or, on TensorFlow, the math
+    path beats skipping blocks."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return mask_elements <= DENSE_PATTERN_ELEMENTS[backend]
+        return batch * query_length * key_length <= DENSE_PATTERN_ELEMENTS[backend]
     if not fusable:
         return False
     if backend == "torch":
-        return mask_elements <= DENSE_PATTERN_ELEMENTS[backend]
+        ranges = row_key_ranges(pattern, query_length, key_length)
+        if ranges is None:  # shapes only
+            return True
+        entries = sum((q1 - q0) * (k1 - k0) for q0, q1, k0, k1 in ranges)
+        return batch * entries <= DENSE_PATTERN_ELEMENTS[backend]
     return has_gpu()
 
 

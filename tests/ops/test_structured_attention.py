@@ -337,17 +337,27 @@ def chosen_path(monkeypatch, length, **options):
 
 
 @pytest.mark.parametrize("length", [1024, 4096, 16384])
-@pytest.mark.parametrize("kind", ["window", "segments"])
+@pytest.mark.parametrize("kind", ["window", "segments", "one document"])
 def test_automatic_choice_for_windows_and_documents(monkeypatch, length, kind):
     if kind == "window":
         options = {"sliding_window": 256}
-    else:
+    elif kind == "segments":
         options = {"segment_ids": ops.arange(length, dtype="int32")[None] // 100}
+    else:
+        options = {"segment_ids": ops.zeros((1, length), dtype="int32")}
     path = chosen_path(monkeypatch, length, **options)
-    # While the dense mask is small (DENSE_PATTERN_ELEMENTS), PyTorch's kernel
-    # given it and TensorFlow's math path win; beyond, and on JAX, skipping
-    # blocks does.
+    # While the mask the fused kernel is given is small (DENSE_PATTERN_ELEMENTS),
+    # PyTorch's kernel (given each row of 1,024 queries' mask over the keys the
+    # row may attend) and TensorFlow's math path (given the dense mask) win;
+    # beyond, and on JAX, skipping blocks does.
     backend = keras.backend.backend()
-    dense = {"torch": "fused", "tensorflow": "math"}.get(backend)
-    limit = {"torch": 8192, "tensorflow": 2048}.get(backend, 0)
-    assert path == (dense if length <= limit else "chunked")
+    if backend == "torch":
+        # One causal document: row i is given keys [0, 1,024 (i + 1)).
+        rows = length // 1024
+        entries = 1024 * 1024 * rows * (rows + 1) // 2
+        small = kind != "one document" or entries <= 8192 * 8192
+        assert path == ("fused" if small else "chunked")
+    elif backend == "tensorflow":
+        assert path == ("math" if length <= 2048 else "chunked")
+    else:
+        assert path == "chunked"
