@@ -6,8 +6,8 @@ Three implementations give the same numbers:
   directly; `jax.nn.dot_product_attention` and cuDNN through
   `keras.ops.dot_product_attention`),
   taken only for what the kernel computes exactly: masks, causal, on JAX a
-  sliding window, and on PyTorch windows and segments given to it as the dense
-  boolean mask of the pattern when that mask is small.
+  sliding window, and on PyTorch windows and segments, one row of 1,024 queries
+  at a time with the keys that row may attend and its mask (`_fused.py`).
 - "chunked": online softmax over key blocks with a recomputing backward pass, so
   memory grows linearly with the sequence length on every backend; a block map
   skips the blocks the attention pattern rules out (`_chunked.py`).
@@ -106,9 +106,11 @@ def dot_product_attention(
             configuration: math when scores or dropout are needed; chunked when
             the float32 score matrix would exceed 256 MiB, or when a window or
             segment ids rule out whole blocks of queries and keys longer than
-            a block (except while their dense mask is small: up to 8,192²
-            entries over the batch on PyTorch, whose kernel takes that mask,
-            and 2,048² on TensorFlow, which then takes the math path); else
+            a block (except while the mask the faster path needs is small: on
+            PyTorch, whose kernel takes rows of 1,024 queries with the keys
+            each row may attend, up to 8,192² entries of those rows' masks
+            over the batch; on TensorFlow, which then takes the math path,
+            2,048² entries of the dense mask); else
             the backend's fused kernel where it computes exactly this call
             (float32 softmax, no bias, cap, sinks or modifiers; segments only
             on PyTorch; a window on JAX and PyTorch), else math.
