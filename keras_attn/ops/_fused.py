@@ -65,16 +65,20 @@ def fused_attention(query, key, value, pattern, scale):
 
 def row_key_ranges(pattern, query_length, key_length):
     """`[(query_start, query_stop, key_start, key_stop)]`: each row of queries
-    and the keys it may attend, from the block map; None when the tensors
-    have no values (PyTorch's meta device, shape inference)."""
+    and the keys it may attend, from the block map; None when the host cannot
+    read it (shape inference on PyTorch's meta device, `torch.export`,
+    `torch.compile`, `torch.jit.trace`)."""
     import numpy as np
 
+    lengths_known = isinstance(query_length, int) and isinstance(key_length, int)
+    if not lengths_known or _traced():
+        return None
     padded = pattern.padded(
         -(-query_length // ROW_QUERIES) * ROW_QUERIES,
         -(-key_length // ROW_KEY_BLOCK) * ROW_KEY_BLOCK,
     )
     states = padded.block_states(ROW_QUERIES, ROW_KEY_BLOCK)
-    if getattr(getattr(states, "device", None), "type", None) == "meta":
+    if not _readable(states):
         return None
     ranges = []
     for row, row_states in enumerate(ops.convert_to_numpy(states)):
@@ -91,11 +95,27 @@ def row_key_ranges(pattern, query_length, key_length):
     return ranges
 
 
+def _traced():
+    """Whether torch is tracing this call (`torch.compile`, `torch.jit.trace`)."""
+    import torch
+
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _readable(x):
+    """Whether the host can read the values of torch tensor `x`: not on the meta
+    device (shape inference) and not a fake tensor (`torch.export`)."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return x.device.type != "meta" and not is_fake(x)
+
+
 def _by_query_rows(query, key, value, pattern, scale):
     query_length, key_length = ops.shape(query)[1], ops.shape(key)[1]
     ranges = row_key_ranges(pattern, query_length, key_length)
-    if ranges is None:
-        ranges = [(0, query_length, 0, key_length)]
+    if ranges is None:  # traced: the dense mask of the pattern
+        allowed = pattern.allowed(0, query_length, 0, key_length)
+        return _masked(query, key, value, allowed, scale)
     outputs = []
     for query_start, query_stop, key_start, key_stop in ranges:
         rows = query[:, query_start:query_stop]

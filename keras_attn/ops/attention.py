@@ -297,9 +297,10 @@ def _beats_block_skipping(fusable, pattern, batch, query_length, key_length):
         return False
     if backend == "torch":
         ranges = row_key_ranges(pattern, query_length, key_length)
-        if ranges is None:  # shapes only
-            return True
-        entries = sum((q1 - q0) * (k1 - k0) for q0, q1, k0, k1 in ranges)
+        if ranges is None:  # traced: the fused path takes the dense mask
+            entries = query_length * key_length
+        else:
+            entries = sum((q1 - q0) * (k1 - k0) for q0, q1, k0, k1 in ranges)
         return batch * entries <= DENSE_PATTERN_ELEMENTS[backend]
     return has_gpu()
 

@@ -1,5 +1,8 @@
 """A decoder with a sliding window, attention sinks and a logit soft cap exports
-with `export_saved_model` and serves, with TensorFlow alone, the Keras numbers."""
+with `export_saved_model` and serves, with TensorFlow alone, the Keras numbers.
+Both it and a decoder with a window alone (which takes PyTorch's fused path:
+by rows of queries eagerly, the dense mask of the pattern when traced) export to
+ONNX."""
 
 import keras
 import numpy as np
@@ -23,6 +26,15 @@ def windowed_model():
     )(x)
     model = keras.Model(tokens, keras.layers.Dense(VOCABULARY)(x))
     return randomize(model, scale=0.5, seed=4)  # the sinks too
+
+
+@pytest.fixture(scope="module")
+def window_only_model():
+    tokens = keras.Input((None,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(VOCABULARY, HIDDEN)(tokens)
+    x = TransformerDecoder(16, 2, sliding_window=3)(x)
+    model = keras.Model(tokens, keras.layers.Dense(VOCABULARY)(x))
+    return randomize(model, scale=0.5, seed=5)
 
 
 def test_serving_default_returns_the_keras_outputs(windowed_model, tmp_path):
@@ -53,13 +65,15 @@ def test_serving_default_returns_the_keras_outputs(windowed_model, tmp_path):
     reason="torch.export writes the ONNX file on every backend; the route from "
     "TensorFlow and JAX (a torch subprocess) is checked in test_onnx.py",
 )
-def test_onnx_export_returns_the_keras_outputs(windowed_model, tmp_path):
+@pytest.mark.parametrize("name", ["windowed_model", "window_only_model"])
+def test_onnx_export_returns_the_keras_outputs(request, name, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="the `onnx` extra")
     from keras_attn.export import export_onnx
 
-    path = export_onnx(windowed_model, str(tmp_path / "windowed.onnx"), verbose=False)
+    model = request.getfixturevalue(name)
+    path = export_onnx(model, str(tmp_path / f"{name}.onnx"), verbose=False)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     token_ids = np.random.default_rng(1).integers(0, VOCABULARY, (2, 9), "int32")
     (got,) = session.run(None, {"token_ids": token_ids})
-    expected = keras.ops.convert_to_numpy(windowed_model.predict_on_batch(token_ids))
+    expected = keras.ops.convert_to_numpy(model.predict_on_batch(token_ids))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
