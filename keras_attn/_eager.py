@@ -8,7 +8,10 @@ import keras
 
 
 def is_eager(structure=()):
-    """True unless TensorFlow builds a graph or `structure` holds JAX tracers."""
+    """True unless TensorFlow builds a graph, `structure` holds JAX tracers, or
+    torch traces (`torch.compile`, `torch.jit.trace`), or `structure` holds torch
+    tensors without values (`torch.export`'s fake tensors, the meta device of
+    Keras' shape inference)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -19,4 +22,14 @@ def is_eager(structure=()):
 
         leaves = jax.tree_util.tree_leaves(structure)
         return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+    if backend == "torch":
+        import torch
+        from torch._subclasses.fake_tensor import is_fake
+
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return False
+        return not any(
+            isinstance(leaf, torch.Tensor) and (leaf.is_meta or is_fake(leaf))
+            for leaf in keras.tree.flatten(structure)
+        )
     return True

@@ -9,6 +9,7 @@ calls may come here is decided in `attention.py`.
 import keras
 from keras import ops
 
+from keras_attn._eager import is_eager
 from keras_attn.ops._pattern import EMPTY
 from keras_attn.ops.masks import causal_mask
 
@@ -71,14 +72,14 @@ def row_key_ranges(pattern, query_length, key_length):
     import numpy as np
 
     lengths_known = isinstance(query_length, int) and isinstance(key_length, int)
-    if not lengths_known or _traced():
+    if not lengths_known or not is_eager():
         return None
     padded = pattern.padded(
         -(-query_length // ROW_QUERIES) * ROW_QUERIES,
         -(-key_length // ROW_KEY_BLOCK) * ROW_KEY_BLOCK,
     )
     states = padded.block_states(ROW_QUERIES, ROW_KEY_BLOCK)
-    if not _readable(states):
+    if not is_eager((states,)):
         return None
     ranges = []
     for row, row_states in enumerate(ops.convert_to_numpy(states)):
@@ -93,21 +94,6 @@ def row_key_ranges(pattern, query_length, key_length):
             )
         )
     return ranges
-
-
-def _traced():
-    """Whether torch is tracing this call (`torch.compile`, `torch.jit.trace`)."""
-    import torch
-
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
-
-
-def _readable(x):
-    """Whether the host can read the values of torch tensor `x`: not on the meta
-    device (shape inference) and not a fake tensor (`torch.export`)."""
-    from torch._subclasses.fake_tensor import is_fake
-
-    return x.device.type != "meta" and not is_fake(x)
 
 
 def _by_query_rows(query, key, value, pattern, scale):
