@@ -74,6 +74,8 @@ def row_key_ranges(pattern, query_length, key_length):
     lengths_known = isinstance(query_length, int) and isinstance(key_length, int)
     if not lengths_known or not is_eager():
         return None
+    if query_length <= ROW_QUERIES:  # one row: no block map to read on the host
+        return [(0, query_length, 0, key_length)]
     padded = pattern.padded(
         -(-query_length // ROW_QUERIES) * ROW_QUERIES,
         -(-key_length // ROW_KEY_BLOCK) * ROW_KEY_BLOCK,
